@@ -1,0 +1,140 @@
+/* The C core's public interface.  cffi reads this file as its cdef (lines that
+ * start with '#' are dropped for it), so it keeps to plain declarations.
+ * Results are small negative codes; nothing crosses the boundary as an exception. */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+#include <stdint.h>
+
+enum shmbus_result {
+    SHMBUS_OK = 0,
+    SHMBUS_EMPTY = -1,       /* nothing to read now */
+    SHMBUS_FULL = -2,        /* no room for the record now */
+    SHMBUS_TIMEOUT = -3,
+    SHMBUS_INTERRUPTED = -4, /* a signal arrived during a wait */
+    SHMBUS_ECORRUPT = -5,    /* a segment failed validation */
+    SHMBUS_ETOOLARGE = -6,
+    SHMBUS_EVERSION = -7,    /* another layout version */
+    SHMBUS_ENOTREADY = -8,   /* creation not finished (version still 0) */
+    SHMBUS_ENOSLOT = -9,     /* no free producer, member or group entry */
+    SHMBUS_EINVAL = -10,
+    SHMBUS_ESYS = -11        /* a system call failed; errno says why */
+};
+
+enum shmbus_limits {
+    SHMBUS_LAYOUT_VERSION = 1,
+    SHMBUS_MAX_NAME = 100,
+    SHMBUS_MAX_KEY_SIZE = 1024,
+    SHMBUS_MAX_HEADERS_SIZE = 16384,
+    SHMBUS_MAX_PARTITIONS = 1024,
+    SHMBUS_MAX_PRODUCERS = 128,
+    SHMBUS_MAX_MEMBERS = 128,
+    SHMBUS_MAX_GROUPS = 64
+};
+
+enum shmbus_on_full {
+    SHMBUS_ON_FULL_BLOCK = 0,
+    SHMBUS_ON_FULL_DROP_NEWEST = 1,
+    SHMBUS_ON_FULL_DROP_OLDEST = 2,
+    SHMBUS_ON_FULL_SPILL = 3,
+    SHMBUS_ON_FULL_ERROR = 4
+};
+
+enum shmbus_retention { SHMBUS_RETENTION_CONSUMED = 0, SHMBUS_RETENTION_LOG = 1 };
+enum shmbus_start { SHMBUS_START_EARLIEST = 0, SHMBUS_START_LATEST = 1, SHMBUS_START_COMMITTED = 2 };
+enum shmbus_group_flags { SHMBUS_GROUP_PRIVATE = 1, SHMBUS_GROUP_TETHERED = 2 };
+
+/* What poll hands back per message: SHMBUS_DELIVERY_FIELDS words each. */
+enum shmbus_delivery_field {
+    SHMBUS_D_PARTITION = 0,
+    SHMBUS_D_OFFSET = 1,
+    SHMBUS_D_VALUE_AT = 2,    /* byte offset of the value within the partition segment */
+    SHMBUS_D_VALUE_LEN = 3,
+    SHMBUS_D_KEY_LEN = 4,     /* key follows the value, then the headers */
+    SHMBUS_D_HEADERS_LEN = 5,
+    SHMBUS_D_TIMESTAMP = 6,
+    SHMBUS_D_POSITION = 7,    /* ring position of the record, to check it is still there */
+    SHMBUS_DELIVERY_FIELDS = 8
+};
+
+/* A copy of a topic's configuration, for callers. */
+struct shmbus_topic_info {
+    uint32_t partitions;
+    uint32_t on_full;
+    uint32_t retention;
+    uint32_t fsync;
+    uint64_t capacity;
+    uint64_t slot_count;
+    uint64_t max_message_size;
+    uint64_t retention_bytes;
+    uint64_t retention_ns;
+    uint64_t dedup_window_ns;
+    uint32_t mode;
+    uint32_t layout_version;
+    uint64_t created_ns;
+};
+
+/* Per-partition figures, read without locks. */
+struct shmbus_partition_stats {
+    uint64_t head_offset;
+    uint64_t tail_offset;
+    uint64_t head_position;
+    uint64_t tail_position;
+    uint64_t dropped_full;
+    uint64_t recovered_claims;
+    uint64_t blocked_sends;
+};
+
+typedef struct shmbus_topic shmbus_topic;
+typedef struct shmbus_producer shmbus_producer;
+typedef struct shmbus_consumer shmbus_consumer;
+
+/* Segments */
+uint64_t shmbus_bus_size(void);
+int shmbus_bus_init(void *mem, uint64_t size);
+int shmbus_bus_check(const void *mem, uint64_t size);
+uint64_t shmbus_meta_size(void);
+uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count);
+int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *config);
+int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t capacity,
+                          uint64_t slot_count);
+int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *out);
+uint32_t shmbus_segment_version(const void *mem, uint64_t size);
+
+/* Topics: attach validates every segment; partitions[i] has sizes[i] bytes. */
+shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
+                                  void **partitions, const uint64_t *sizes,
+                                  uint32_t count, int64_t liveness_ns, int *err);
+void shmbus_topic_detach(shmbus_topic *topic);
+int shmbus_partition_stats(shmbus_topic *topic, uint32_t partition,
+                           struct shmbus_partition_stats *out);
+void shmbus_wake_consumers(shmbus_topic *topic);
+
+/* Producers */
+shmbus_producer *shmbus_producer_open(shmbus_topic *topic, int lock_fd, uint32_t pid,
+                                      uint64_t start_time, int *err);
+void shmbus_producer_close(shmbus_producer *producer);
+int64_t shmbus_send(shmbus_producer *producer, uint32_t partition,
+                    const char *value, uint64_t value_len,
+                    const char *key, uint32_t key_len,
+                    const char *headers, uint32_t headers_len);
+int64_t shmbus_send_batch(shmbus_producer *producer, uint32_t partition,
+                          const char *values, const uint64_t *lengths, uint32_t count,
+                          const char *key, uint32_t key_len, uint32_t *accepted);
+int shmbus_wait_space(shmbus_producer *producer, uint32_t partition, uint64_t record_bytes,
+                      int64_t timeout_ns, int64_t spin_ns);
+void shmbus_count_drop(shmbus_producer *producer, uint32_t partition, uint64_t count);
+uint32_t shmbus_partition_for_key(const char *key, uint32_t key_len, uint32_t partitions);
+
+/* Consumers */
+shmbus_consumer *shmbus_consumer_open(shmbus_topic *topic, int lock_fd, uint32_t pid,
+                                      uint64_t start_time, uint32_t flags, uint32_t start,
+                                      int *err);
+void shmbus_consumer_close(shmbus_consumer *consumer);
+int shmbus_poll(shmbus_consumer *consumer, uint64_t *delivery);
+int shmbus_poll_batch(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t max);
+int shmbus_wait(shmbus_consumer *consumer, int64_t timeout_ns, int64_t spin_ns);
+int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
+                       uint64_t length);
+uint64_t shmbus_lag(shmbus_consumer *consumer);
+
+#endif

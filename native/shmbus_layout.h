@@ -1,0 +1,212 @@
+/* The shared-memory layout of shmbus: the one place that declares it.
+ *
+ * A topic is one metadata segment (config, producer/group/member tables, the
+ * topic's wake word) and one segment per partition (ring control, per-producer
+ * and per-group lines, the record index, the data region).  Every field that a
+ * process writes on the hot path sits on a cache line of its own.  Everything
+ * is position independent: offsets, never pointers.  The layout version is
+ * stored last at creation; 0 means "not ready yet".
+ */
+#ifndef SHMBUS_LAYOUT_H
+#define SHMBUS_LAYOUT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "shmbus.h"
+
+#define SHMBUS_CACHE_LINE 64
+#define SHMBUS_ALIGNED __attribute__((aligned(SHMBUS_CACHE_LINE)))
+
+#define SHMBUS_MAGIC_META 0x4154454d53554253ULL      /* "SBUSMETA" */
+#define SHMBUS_MAGIC_PARTITION 0x5452415053554253ULL /* "SBUSPART" */
+#define SHMBUS_MAGIC_BUS 0x5355425f53554253ULL       /* "SBUS_BUS" */
+
+/* A slot's seq is offset + 1 once its record is committed; a recovered claim
+ * (the producer died before committing) is offset + 1 with this bit set. */
+#define SHMBUS_SEQ_PADDING (1ULL << 63)
+#define SHMBUS_NO_INTENT UINT64_MAX
+
+enum shmbus_segment_kind { SHMBUS_KIND_META = 1, SHMBUS_KIND_PARTITION = 2, SHMBUS_KIND_BUS = 3 };
+enum shmbus_group_state { SHMBUS_GROUP_FREE = 0, SHMBUS_GROUP_JOINING = 1, SHMBUS_GROUP_ACTIVE = 2 };
+
+/* Common to every segment; checked before anything else is read. */
+struct shmbus_segment_header {
+    uint64_t magic;
+    uint32_t layout_version; /* written last, with release */
+    uint32_t kind;
+    uint64_t segment_size;
+    uint64_t created_ns;
+    uint32_t creator_pid;
+    uint32_t reserved;
+};
+
+struct shmbus_topic_config {
+    uint32_t partitions;
+    uint32_t on_full;
+    uint32_t retention;
+    uint32_t fsync;
+    uint64_t capacity;        /* data bytes per partition (power of two) */
+    uint64_t slot_count;      /* records in the index per partition (power of two) */
+    uint64_t max_message_size;
+    uint64_t retention_bytes;
+    uint64_t retention_ns;
+    uint64_t dedup_window_ns;
+    uint32_t mode;
+    uint32_t reserved;
+};
+
+/* The bus segment marks that a bus exists; its topics have segments of their own. */
+struct shmbus_bus {
+    struct shmbus_segment_header header;
+} SHMBUS_ALIGNED;
+
+/* One per producer handle; owned by whoever holds the lock byte of its index. */
+struct shmbus_producer_record {
+    uint32_t pid;
+    uint32_t reserved;
+    uint64_t start_time; /* process start, in the kernel's clock ticks; for display */
+    uint64_t attached_ns;
+} SHMBUS_ALIGNED;
+
+struct shmbus_member_record {
+    uint32_t pid;
+    uint32_t group;
+    uint64_t start_time;
+    uint64_t attached_ns;
+    uint64_t last_active_ns;
+} SHMBUS_ALIGNED;
+
+struct shmbus_group_record {
+    uint32_t state; /* enum shmbus_group_state */
+    uint32_t flags; /* SHMBUS_GROUP_PRIVATE | SHMBUS_GROUP_TETHERED */
+    uint32_t owner_member; /* private groups: the member whose death ends the group */
+    uint32_t name_len;
+    uint64_t owner_since;  /* the owner's attached_ns: tells a reused member entry apart */
+    char name[SHMBUS_MAX_NAME + 4];
+    uint64_t created_ns;
+    uint32_t ack;
+    uint32_t ordering;
+    uint64_t ack_timeout_ns;
+    uint32_t max_deliveries;
+    uint32_t reserved;
+} SHMBUS_ALIGNED;
+
+/* The topic-wide wake word: consumers of any partition sleep on it. */
+struct shmbus_wake_line {
+    uint32_t seq;
+    uint32_t waiters;
+    uint64_t wakeups;
+} SHMBUS_ALIGNED;
+
+/* Which group entries are live, as bit masks, so producers scan only those. */
+struct shmbus_group_masks {
+    uint64_t active;
+    uint64_t tethered;
+} SHMBUS_ALIGNED;
+
+struct shmbus_meta {
+    struct shmbus_segment_header header;
+    struct shmbus_topic_config config;
+    struct shmbus_wake_line wake;
+    struct shmbus_group_masks masks;
+    struct shmbus_producer_record producers[SHMBUS_MAX_PRODUCERS];
+    struct shmbus_member_record members[SHMBUS_MAX_MEMBERS];
+    struct shmbus_group_record groups[SHMBUS_MAX_GROUPS];
+};
+
+/* A point in a ring: a byte position (monotonic, not masked) and an offset.
+ * The tail is claimed with one 16-byte compare-and-swap so that an offset and
+ * its bytes are reserved together. */
+struct shmbus_point {
+    uint64_t position;
+    uint64_t offset;
+} __attribute__((aligned(16)));
+
+struct shmbus_tail_line {
+    struct shmbus_point tail; /* next claim; written by producers only */
+} SHMBUS_ALIGNED;
+
+/* Everything below head is free space.  Producers advance it (monotonic max of
+ * each field) to the slowest tethered group's committed point. */
+struct shmbus_head_line {
+    uint64_t position;
+    uint64_t offset;
+} SHMBUS_ALIGNED;
+
+/* Producers blocked on a full ring sleep on this word. */
+struct shmbus_space_line {
+    uint32_t seq;
+    uint32_t waiters;
+} SHMBUS_ALIGNED;
+
+/* Counters changed off the hot path (refusals, recoveries). */
+struct shmbus_partition_counters {
+    uint64_t dropped_full;      /* drop_newest refusals */
+    uint64_t recovered_claims;  /* dead producers' claims turned into padding */
+    uint64_t blocked_sends;     /* sends that had to wait for space */
+    uint64_t reserved[5];
+} SHMBUS_ALIGNED;
+
+/* Written by one producer only: what it is about to claim. */
+struct shmbus_producer_line {
+    uint64_t intent;     /* first offset this producer is claiming, or SHMBUS_NO_INTENT */
+    uint64_t intent_end; /* one past the last offset of that claim */
+} SHMBUS_ALIGNED;
+
+/* Written by the members of one group, read by producers when they compute space. */
+struct shmbus_group_line {
+    uint64_t cursor;             /* next offset to hand out */
+    uint64_t committed_offset;   /* every offset below is done */
+    uint64_t committed_position; /* every byte below is done */
+    uint64_t delivered;
+    uint64_t lost;
+    uint64_t reserved[3];
+} SHMBUS_ALIGNED;
+
+/* One entry of the record index; the record's bytes are value, key, headers,
+ * contiguous from position in the data region. */
+struct shmbus_slot {
+    uint64_t seq;
+    uint64_t position;
+    int64_t timestamp_ns;
+    uint32_t value_len;
+    uint32_t headers_len;
+    uint16_t key_len;
+    uint16_t flags;
+    uint32_t checksum;
+    uint64_t reserved[3];
+};
+
+struct shmbus_partition {
+    struct shmbus_segment_header header;
+    uint32_t index;
+    uint32_t reserved;
+    uint64_t capacity;
+    uint64_t slot_count;
+    uint64_t slots_offset;
+    uint64_t data_offset;
+    struct shmbus_tail_line tail;
+    struct shmbus_head_line head;
+    struct shmbus_space_line space;
+    struct shmbus_partition_counters counters;
+    struct shmbus_producer_line producers[SHMBUS_MAX_PRODUCERS];
+    struct shmbus_group_line groups[SHMBUS_MAX_GROUPS];
+    /* slots at slots_offset, data at data_offset (both cache-line aligned) */
+};
+
+#define SHMBUS_RECORD_ALIGN 8
+
+_Static_assert(sizeof(struct shmbus_slot) == SHMBUS_CACHE_LINE, "a slot is one cache line");
+_Static_assert(sizeof(struct shmbus_group_line) == SHMBUS_CACHE_LINE, "group line");
+_Static_assert(sizeof(struct shmbus_producer_line) == SHMBUS_CACHE_LINE, "producer line");
+_Static_assert(sizeof(struct shmbus_tail_line) == SHMBUS_CACHE_LINE, "tail line");
+_Static_assert(offsetof(struct shmbus_partition, tail) % SHMBUS_CACHE_LINE == 0, "tail alone");
+_Static_assert(offsetof(struct shmbus_partition, head) % SHMBUS_CACHE_LINE == 0, "head alone");
+_Static_assert(offsetof(struct shmbus_partition, groups) % SHMBUS_CACHE_LINE == 0, "groups aligned");
+_Static_assert(offsetof(struct shmbus_meta, wake) % SHMBUS_CACHE_LINE == 0, "wake alone");
+_Static_assert(sizeof(struct shmbus_partition) % SHMBUS_CACHE_LINE == 0, "partition header size");
+_Static_assert(sizeof(struct shmbus_meta) % SHMBUS_CACHE_LINE == 0, "meta size");
+_Static_assert(SHMBUS_MAX_GROUPS <= 64, "group masks are 64 bits");
+_Static_assert(SHMBUS_MAX_KEY_SIZE < 65536, "key_len is 16 bits");
+
+#endif

@@ -1,0 +1,40 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "shmbus.h"
+#include "shmbus_liveness.h"
+
+static struct flock lock_of(short type, uint64_t byte)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)byte;
+    fl.l_len = 1;
+    return fl;
+}
+
+int shmbus_lock_try(int fd, uint64_t byte)
+{
+    struct flock fl = lock_of(F_WRLCK, byte);
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 1;
+    return (errno == EAGAIN || errno == EACCES) ? 0 : SHMBUS_ESYS;
+}
+
+void shmbus_lock_release(int fd, uint64_t byte)
+{
+    struct flock fl = lock_of(F_UNLCK, byte);
+    fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+int shmbus_lock_held(int fd, uint64_t byte)
+{
+    struct flock fl = lock_of(F_WRLCK, byte);
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        return 1; /* cannot tell: assume alive, never steal from the living */
+    return fl.l_type != F_UNLCK;
+}

@@ -1,0 +1,17 @@
+/* Whether a producer or member is alive: it holds an open-file-description lock on
+ * one byte of the metadata segment for its whole life; the kernel drops the lock
+ * when the process dies, whatever its pid becomes. */
+#ifndef SHMBUS_LIVENESS_H
+#define SHMBUS_LIVENESS_H
+#include <stdint.h>
+
+/* Lock bytes: producers first, then members. */
+#define SHMBUS_LOCK_PRODUCER(i) ((uint64_t)(i))
+#define SHMBUS_LOCK_MEMBER(i) ((uint64_t)SHMBUS_MAX_PRODUCERS + (i))
+
+/* 1 when taken, 0 when another open file description holds it, <0 on error. */
+int shmbus_lock_try(int fd, uint64_t byte);
+void shmbus_lock_release(int fd, uint64_t byte);
+/* 1 when some other open file description holds the byte, 0 when nobody does. */
+int shmbus_lock_held(int fd, uint64_t byte);
+#endif

@@ -1,0 +1,307 @@
+/* Producers: multi-producer claim and commit of variable-size records. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmbus_atomic.h"
+#include "shmbus_internal.h"
+#include "shmbus_liveness.h"
+#include "shmbus_wait.h"
+
+shmbus_producer *shmbus_producer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
+                                      uint64_t start_time, int *err)
+{
+    shmbus_producer *pr = calloc(1, sizeof *pr + t->count * sizeof(struct shmbus_limit));
+    if (!pr) {
+        *err = SHMBUS_ESYS;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < SHMBUS_MAX_PRODUCERS; i++) {
+        int r = shmbus_lock_try(lock_fd, SHMBUS_LOCK_PRODUCER(i));
+        if (r < 0) {
+            free(pr);
+            *err = r;
+            return NULL;
+        }
+        if (r == 0)
+            continue;
+        /* The entry is ours; a dead predecessor's intents go, which lets readers
+         * recover whatever it had claimed and never committed. */
+        struct shmbus_producer_record *rec = &t->meta->producers[i];
+        rec->pid = pid;
+        rec->start_time = start_time;
+        store_release(&rec->attached_ns, (uint64_t)shmbus_now_realtime());
+        for (uint32_t p = 0; p < t->count; p++) {
+            store_release(&t->rings[p].p->producers[i].intent, SHMBUS_NO_INTENT);
+            pr->limits[p] = shmbus_ring_free_point(t, p);
+        }
+        pr->topic = t;
+        pr->lock_fd = lock_fd;
+        pr->index = i;
+        *err = SHMBUS_OK;
+        return pr;
+    }
+    free(pr);
+    *err = SHMBUS_ENOSLOT;
+    return NULL;
+}
+
+void shmbus_producer_close(shmbus_producer *pr)
+{
+    if (!pr)
+        return;
+    shmbus_lock_release(pr->lock_fd, SHMBUS_LOCK_PRODUCER(pr->index));
+    free(pr);
+}
+
+/* A record never straddles the end of the data region: it moves to the start of
+ * the next lap, and the bytes it skips are freed with it. */
+static inline uint64_t claim_position(const struct shmbus_ring *r, uint64_t position, uint64_t bytes)
+{
+    uint64_t phys = position & (r->capacity - 1);
+    return phys + bytes > r->capacity ? position + (r->capacity - phys) : position;
+}
+
+static inline int claim_fits(const struct shmbus_ring *r, uint64_t end, uint64_t offsets_end,
+                             const struct shmbus_limit *lim)
+{
+    return end - lim->position <= r->capacity && offsets_end - lim->offset <= r->slot_count;
+}
+
+static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t position,
+                                int64_t now, const char *value, uint64_t value_len,
+                                const char *key, uint32_t key_len, const char *headers,
+                                uint32_t headers_len)
+{
+    struct shmbus_slot *s = &r->slots[offset & r->slot_mask];
+    unsigned char *d = r->data + (position & (r->capacity - 1));
+    s->position = position;
+    s->timestamp_ns = now;
+    s->value_len = (uint32_t)value_len;
+    s->key_len = (uint16_t)key_len;
+    s->headers_len = headers_len;
+    s->flags = 0;
+    s->checksum = 0;
+    memcpy(d, value, value_len);
+    if (key_len)
+        memcpy(d + value_len, key, key_len);
+    if (headers_len)
+        memcpy(d + value_len + key_len, headers, headers_len);
+}
+
+/* The commit of the last record is seq_cst so that the load of the waiter count
+ * after it cannot pass it: a consumer that announced itself before our commit
+ * is seen, one that announces itself after sees the commit. */
+static inline void wake_if_waiting(shmbus_topic *t)
+{
+    if (load_relaxed(&t->meta->wake.waiters))
+        shmbus_wake_consumers(t);
+}
+
+/* Published before the claim (the CAS is a full barrier): a reader that finds
+ * an offset claimed but not committed asks whether its claimer lives. */
+static inline void announce(struct shmbus_producer_line *line, uint64_t first, uint64_t end)
+{
+    store_relaxed(&line->intent_end, end);
+    store_release(&line->intent, first);
+}
+
+static int64_t check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,
+                           uint32_t key_len, uint32_t headers_len)
+{
+    if (partition >= pr->topic->count)
+        return SHMBUS_EINVAL;
+    if (value_len > pr->topic->max_message_size || key_len > SHMBUS_MAX_KEY_SIZE ||
+        headers_len > SHMBUS_MAX_HEADERS_SIZE ||
+        record_bytes(value_len + key_len + headers_len) > pr->topic->rings[partition].capacity)
+        return SHMBUS_ETOOLARGE;
+    return SHMBUS_OK;
+}
+
+int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, uint64_t value_len,
+                    const char *key, uint32_t key_len, const char *headers, uint32_t headers_len)
+{
+    int64_t bad = check_sizes(pr, partition, value_len, key_len, headers_len);
+    if (bad)
+        return bad;
+    shmbus_topic *t = pr->topic;
+    struct shmbus_ring *r = &t->rings[partition];
+    struct shmbus_partition *p = r->p;
+    struct shmbus_limit *lim = &pr->limits[partition];
+    uint64_t bytes = record_bytes(value_len + key_len + headers_len);
+    struct shmbus_point tail, next;
+    uint64_t position;
+    for (;;) {
+        tail = point_load(&p->tail.tail);
+        position = claim_position(r, tail.position, bytes);
+        next.position = position + bytes;
+        next.offset = tail.offset + 1;
+        if (!claim_fits(r, next.position, next.offset, lim)) {
+            *lim = shmbus_ring_free_point(t, partition);
+            if (!claim_fits(r, next.position, next.offset, lim))
+                return SHMBUS_FULL;
+        }
+        /* Published before the claim (the CAS is a full barrier): a reader that
+         * finds this offset claimed but not committed asks whether we live. */
+        announce(&p->producers[pr->index], tail.offset, next.offset);
+        if (point_cas(&p->tail.tail, tail, next))
+            break;
+        cpu_relax();
+    }
+    write_record(r, tail.offset, position, shmbus_now_realtime(), value, value_len, key, key_len,
+                 headers, headers_len);
+    store_seq_cst(&r->slots[tail.offset & r->slot_mask].seq, tail.offset + 1);
+    wake_if_waiting(t);
+    return (int64_t)tail.offset;
+}
+
+int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *values,
+                          const uint64_t *lengths, uint32_t count, const char *key,
+                          uint32_t key_len, uint32_t *accepted)
+{
+    *accepted = 0;
+    if (count == 0)
+        return 0;
+    for (uint32_t i = 0; i < count; i++) {
+        int64_t bad = check_sizes(pr, partition, lengths[i], key_len, 0);
+        if (bad)
+            return bad;
+    }
+    shmbus_topic *t = pr->topic;
+    struct shmbus_ring *r = &t->rings[partition];
+    struct shmbus_partition *p = r->p;
+    struct shmbus_limit *lim = &pr->limits[partition];
+    struct shmbus_point tail, next;
+    uint32_t n;
+    for (;;) {
+        tail = point_load(&p->tail.tail);
+        int refreshed = 0;
+        uint64_t end = tail.position;
+        for (n = 0; n < count; n++) {
+            uint64_t bytes = record_bytes(lengths[n] + key_len);
+            uint64_t e = claim_position(r, end, bytes) + bytes;
+            if (!claim_fits(r, e, tail.offset + n + 1, lim)) {
+                if (refreshed)
+                    break;
+                *lim = shmbus_ring_free_point(t, partition);
+                refreshed = 1;
+                if (!claim_fits(r, e, tail.offset + n + 1, lim))
+                    break;
+            }
+            end = e;
+        }
+        if (n == 0)
+            return SHMBUS_FULL;
+        next.position = end;
+        next.offset = tail.offset + n;
+        announce(&p->producers[pr->index], tail.offset, next.offset);
+        if (point_cas(&p->tail.tail, tail, next))
+            break;
+        cpu_relax();
+    }
+    int64_t now = shmbus_now_realtime();
+    uint64_t position = tail.position;
+    const char *v = values;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t bytes = record_bytes(lengths[i] + key_len);
+        position = claim_position(r, position, bytes);
+        write_record(r, tail.offset + i, position, now, v, lengths[i], key, key_len, NULL, 0);
+        store_release(&r->slots[(tail.offset + i) & r->slot_mask].seq, tail.offset + i + 1);
+        position += bytes;
+        v += lengths[i];
+    }
+    fence_seq_cst();
+    wake_if_waiting(t);
+    *accepted = n;
+    return (int64_t)tail.offset;
+}
+
+static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)
+{
+    struct shmbus_ring *r = &pr->topic->rings[partition];
+    struct shmbus_point tail = point_load(&r->p->tail.tail);
+    uint64_t end = claim_position(r, tail.position, bytes) + bytes;
+    pr->limits[partition] = shmbus_ring_free_point(pr->topic, partition);
+    return claim_fits(r, end, tail.offset + 1, &pr->limits[partition]);
+}
+
+int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_len,
+                      int64_t timeout_ns, int64_t spin_ns)
+{
+    if (partition >= pr->topic->count)
+        return SHMBUS_EINVAL;
+    shmbus_topic *t = pr->topic;
+    struct shmbus_partition *p = t->rings[partition].p;
+    uint64_t bytes = record_bytes(record_len);
+    int64_t start = shmbus_now_monotonic();
+    int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+    fetch_add(&p->counters.blocked_sends, 1);
+    while (shmbus_now_monotonic() - start < spin_ns) {
+        if (space_for(pr, partition, bytes))
+            return SHMBUS_OK;
+        for (int i = 0; i < 32; i++)
+            cpu_relax();
+    }
+    int64_t slice = t->liveness_ns / 4 > 0 ? t->liveness_ns / 4 : 1000000;
+    for (;;) {
+        uint32_t seq = load_acquire(&p->space.seq);
+        fetch_add(&p->space.waiters, 1);
+        int fits = space_for(pr, partition, bytes);
+        int r = SHMBUS_OK;
+        if (!fits) {
+            int64_t now = shmbus_now_monotonic();
+            if (now >= deadline) {
+                __atomic_fetch_sub(&p->space.waiters, 1, __ATOMIC_SEQ_CST);
+                return SHMBUS_TIMEOUT;
+            }
+            int64_t left = deadline - now;
+            r = shmbus_futex_wait(&p->space.seq, seq, left < slice ? left : slice);
+        }
+        __atomic_fetch_sub(&p->space.waiters, 1, __ATOMIC_SEQ_CST);
+        if (fits || space_for(pr, partition, bytes))
+            return SHMBUS_OK;
+        if (r == SHMBUS_INTERRUPTED)
+            return r;
+        if (r == SHMBUS_TIMEOUT)
+            shmbus_reap_groups(t);
+    }
+}
+
+void shmbus_count_drop(shmbus_producer *pr, uint32_t partition, uint64_t count)
+{
+    if (partition < pr->topic->count)
+        fetch_add(&pr->topic->rings[partition].p->counters.dropped_full, count);
+}
+
+/* Kafka's murmur2 partitioner, so that a key lands where Kafka clients put it. */
+uint32_t shmbus_partition_for_key(const char *key, uint32_t len, uint32_t partitions)
+{
+    const uint32_t m = 0x5bd1e995;
+    const unsigned char *d = (const unsigned char *)key;
+    uint32_t h = 0x9747b28c ^ len;
+    uint32_t n4 = len / 4;
+    for (uint32_t i = 0; i < n4; i++) {
+        uint32_t k = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 |
+                     (uint32_t)d[4 * i + 2] << 16 | (uint32_t)d[4 * i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    uint32_t rest = len & ~3u;
+    switch (len % 4) {
+    case 3:
+        h ^= (uint32_t)d[rest + 2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)d[rest + 1] << 8;
+        /* fall through */
+    case 1:
+        h ^= d[rest];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return partitions ? (h & 0x7fffffff) % partitions : 0;
+}

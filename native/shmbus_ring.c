@@ -1,0 +1,108 @@
+/* What producers and consumers share: the free point of a ring, waking, and
+ * releasing the groups of dead consumers. */
+#include "shmbus_atomic.h"
+#include "shmbus_internal.h"
+#include "shmbus_liveness.h"
+#include "shmbus_wait.h"
+
+/* Minimum committed point over the tethered groups; 0 when there is none. */
+static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shmbus_limit *out)
+{
+    uint64_t mask = load_acquire(&t->meta->masks.tethered);
+    if (!mask)
+        return 0;
+    out->position = UINT64_MAX;
+    out->offset = UINT64_MAX;
+    while (mask) {
+        int g = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        uint64_t pos = load_acquire(&p->groups[g].committed_position);
+        uint64_t off = load_acquire(&p->groups[g].committed_offset);
+        if (pos < out->position)
+            out->position = pos;
+        if (off < out->offset)
+            out->offset = off;
+    }
+    return 1;
+}
+
+/* A group joins by publishing its committed point, then its mask bit, then
+ * reading the head.  Scanning again after raising the head means a group that
+ * joined meanwhile is either seen here or reads the raised head. */
+struct shmbus_limit shmbus_ring_free_point(shmbus_topic *t, uint32_t partition)
+{
+    struct shmbus_partition *p = t->rings[partition].p;
+    struct shmbus_limit lim, again;
+    if (!slowest_group(t, p, &lim)) {
+        lim.position = load_acquire(&p->head.position);
+        lim.offset = load_acquire(&p->head.offset);
+        return lim;
+    }
+    store_max(&p->head.position, lim.position);
+    store_max(&p->head.offset, lim.offset);
+    if (slowest_group(t, p, &again)) {
+        if (again.position < lim.position)
+            lim.position = again.position;
+        if (again.offset < lim.offset)
+            lim.offset = again.offset;
+    }
+    return lim;
+}
+
+void shmbus_wake_producers(struct shmbus_partition *p)
+{
+    if (load_relaxed(&p->space.waiters)) {
+        fetch_add(&p->space.seq, 1);
+        shmbus_futex_wake_all(&p->space.seq);
+    }
+}
+
+void shmbus_wake_consumers(shmbus_topic *t)
+{
+    fetch_add(&t->meta->wake.seq, 1);
+    fetch_add(&t->meta->wake.wakeups, 1);
+    shmbus_futex_wake_all(&t->meta->wake.seq);
+}
+
+static int owner_alive(shmbus_topic *t, const struct shmbus_group_record *g)
+{
+    uint32_t m = g->owner_member;
+    if (m >= SHMBUS_MAX_MEMBERS)
+        return 0;
+    if (load_acquire(&t->meta->members[m].attached_ns) != g->owner_since)
+        return 0;
+    return shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(m));
+}
+
+/* The entry stays busy (JOINING) until its mask bits are gone, so a new group
+ * cannot take it and then lose its bits. */
+int shmbus_group_release(shmbus_topic *t, uint32_t g)
+{
+    struct shmbus_group_record *rec = &t->meta->groups[g];
+    uint32_t state = SHMBUS_GROUP_ACTIVE;
+    if (!cas(&rec->state, &state, (uint32_t)SHMBUS_GROUP_JOINING))
+        return 0;
+    __atomic_fetch_and(&t->meta->masks.tethered, ~(1ULL << g), __ATOMIC_SEQ_CST);
+    __atomic_fetch_and(&t->meta->masks.active, ~(1ULL << g), __ATOMIC_SEQ_CST);
+    store_release(&rec->state, (uint32_t)SHMBUS_GROUP_FREE);
+    return 1;
+}
+
+int shmbus_reap_groups(shmbus_topic *t)
+{
+    int reaped = 0;
+    uint64_t mask = load_acquire(&t->meta->masks.active);
+    while (mask) {
+        int g = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        struct shmbus_group_record *rec = &t->meta->groups[g];
+        if (!(rec->flags & SHMBUS_GROUP_PRIVATE) || owner_alive(t, rec))
+            continue;
+        if (shmbus_group_release(t, (uint32_t)g))
+            reaped++;
+    }
+    if (reaped)
+        for (uint32_t i = 0; i < t->count; i++)
+            shmbus_wake_producers(t->rings[i].p);
+    return reaped;
+}

@@ -1,0 +1,12 @@
+/* Clocks and futex waits on 32-bit words in shared memory. */
+#ifndef SHMBUS_WAIT_H
+#define SHMBUS_WAIT_H
+#include <stdint.h>
+
+int64_t shmbus_now_monotonic(void);
+int64_t shmbus_now_realtime(void);
+/* Sleeps while *word == expected, at most timeout_ns: SHMBUS_OK (woken or the word
+ * changed), SHMBUS_TIMEOUT or SHMBUS_INTERRUPTED. */
+int shmbus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+void shmbus_futex_wake_all(uint32_t *word);
+#endif

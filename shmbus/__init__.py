@@ -1,0 +1,17 @@
+"""shmbus: a message bus for processes on one host, over shared-memory rings."""
+from ._bus import Bus
+from ._consumer import Consumer
+from ._errors import (BusFull, ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError,
+                      InvalidNameError, MessageReleasedError, MessageTooLargeError, ShmbusError,
+                      TopicExistsError, TopicNotFoundError)
+from ._message import Message, Offset
+from ._producer import Producer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bus", "Producer", "Consumer", "Message", "Offset",
+    "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
+    "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
+    "ClosedError", "MessageReleasedError", "__version__",
+]

@@ -1,0 +1,253 @@
+"""Bus: a named namespace of topics in shared memory."""
+import os
+from typing import Any, Dict, List, Optional
+
+from . import _names, _segment
+from ._config import FSYNC, ON_FULL, RETENTION, TOPIC_DEFAULTS, seconds, topic_config
+from ._consumer import SPIN, Consumer
+from ._core import check
+from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, TopicExistsError,
+                      TopicNotFoundError)
+from ._native import ffi, lib
+from ._producer import Producer
+from ._topic import TopicMap, read_info
+
+_UNSET: Any = type("Default", (), {"__repr__": lambda self: "<default>"})()
+
+
+class Bus:
+    """A named set of topics, shared by every process on the host that opens it.
+
+    ``Bus(name)`` validates the name, then opens the bus, creating it if needed.
+    ``close()`` (or leaving a ``with`` block) detaches this process and removes
+    nothing; ``delete_topic`` and ``unlink`` remove segments.  A process that dies is
+    noticed by the others within ``liveness_timeout`` seconds.
+    """
+
+    def __init__(self, name: str, path: Optional[str] = None, *, liveness_timeout: float = 1.0):
+        self.name = _names.check_name(name, "bus")
+        if path is not None:
+            raise NotImplementedError("disk-backed buses (path=...) are not implemented yet")
+        self.path = path
+        lt = seconds(liveness_timeout, "liveness_timeout", allow_none=False)
+        self._liveness_ns = max(1_000_000, int(lt * 1e9))
+        self._maps: Dict[str, TopicMap] = {}
+        self._closed = False
+        self._open_marker()
+
+    def _open_marker(self) -> None:
+        name = _names.bus_segment(self.name)
+        size = lib.shmbus_bus_size()
+        try:
+            seg = _segment.Segment.create(name, size, 0o600)
+            check(lib.shmbus_bus_init(seg.ptr, seg.size))
+        except FileExistsError:
+            try:
+                seg = _segment.Segment.open(name, size)
+            except FileNotFoundError:  # removed meanwhile: make it again
+                return self._open_marker()
+            r = lib.shmbus_bus_check(seg.ptr, seg.size)
+            if r == lib.SHMBUS_EVERSION:
+                seg.close()
+                raise CorruptSegmentError(
+                    f"bus {self.name!r} has another layout version; this shmbus reads "
+                    f"version {lib.SHMBUS_LAYOUT_VERSION}")
+            if r not in (lib.SHMBUS_OK, lib.SHMBUS_ENOTREADY):
+                seg.close()
+                check(r, f"bus {self.name!r}")
+        seg.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"bus {self.name!r} is closed")
+
+    # -- topics --------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = _UNSET, capacity: int = _UNSET,
+                     max_message_size: int = _UNSET, on_full: str = _UNSET,
+                     retention: str = _UNSET, retention_bytes: Optional[int] = _UNSET,
+                     retention_seconds: Optional[float] = _UNSET, fsync: str = _UNSET,
+                     dedup_window: float = _UNSET, spill_dir: Optional[str] = _UNSET,
+                     spill_bytes: int = _UNSET, mode: int = _UNSET,
+                     max_messages: Optional[int] = _UNSET, exist_ok: bool = False) -> None:
+        """Create a topic.  Defaults: partitions=1, capacity=64 MiB of data per
+        partition (rounded up to a power of two), max_message_size=1 MiB,
+        on_full="block", retention="consumed", mode=0o600, max_messages (records
+        the index holds per partition) = capacity / 256, rounded up to a power of two.
+
+        Raises TopicExistsError if it exists, unless ``exist_ok``: then the options
+        this call gives explicitly must match the existing topic's
+        (ConfigMismatchError otherwise)."""
+        self._check_open()
+        _names.check_name(name, "topic")
+        given = {k: v for k, v in dict(
+            partitions=partitions, capacity=capacity, max_message_size=max_message_size,
+            on_full=on_full, retention=retention, retention_bytes=retention_bytes,
+            retention_seconds=retention_seconds, fsync=fsync, dedup_window=dedup_window,
+            spill_dir=spill_dir, spill_bytes=spill_bytes, mode=mode, max_messages=max_messages,
+        ).items() if v is not _UNSET}
+        c = topic_config(given)
+        meta_name = _names.meta_segment(self.name, name)
+        try:
+            meta = _segment.Segment.create(meta_name, lib.shmbus_meta_size(), c["mode"])
+        except FileExistsError:
+            if not exist_ok:
+                raise TopicExistsError(f"topic {name!r} exists on bus {self.name!r}") from None
+            return self._compare(name, given, c)
+        try:
+            for i in range(c["partitions"]):
+                seg = _segment.Segment.create(
+                    _names.partition_segment(self.name, name, i),
+                    lib.shmbus_partition_size(c["capacity"], c["max_messages"]), c["mode"])
+                try:
+                    check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["max_messages"]))
+                finally:
+                    seg.close()
+            info = ffi.new("struct shmbus_topic_info *", dict(
+                partitions=c["partitions"], on_full=ON_FULL[c["on_full"]],
+                retention=RETENTION[c["retention"]], fsync=FSYNC[c["fsync"]],
+                capacity=c["capacity"], slot_count=c["max_messages"],
+                max_message_size=c["max_message_size"],
+                retention_bytes=c["retention_bytes"] or 0,
+                retention_ns=int((c["retention_seconds"] or 0) * 1e9),
+                dedup_window_ns=int(c["dedup_window"] * 1e9), mode=c["mode"]))
+            check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
+        except BaseException:
+            meta.close()
+            self._remove_segments(name)
+            raise
+        meta.close()
+
+    def _compare(self, name: str, given: Dict[str, Any], wanted: Dict[str, Any]) -> None:
+        m = self._map(name)
+        try:
+            info = m.info
+            stored = {
+                "partitions": info["partitions"], "capacity": info["capacity"],
+                "max_message_size": info["max_message_size"], "max_messages": info["slot_count"],
+                "on_full": _name_of(ON_FULL, info["on_full"]),
+                "retention": _name_of(RETENTION, info["retention"]),
+                "fsync": _name_of(FSYNC, info["fsync"]), "mode": info["mode"],
+                "dedup_window": info["dedup_window_ns"] / 1e9,
+            }
+        finally:
+            m.release()
+        for k in given:
+            if k in stored and stored[k] != wanted[k]:
+                raise ConfigMismatchError(
+                    f"topic {name!r} exists with {k}={stored[k]!r}, not {wanted[k]!r}")
+
+    def topics(self) -> List[str]:
+        """Names of this bus's topics."""
+        self._check_open()
+        out = []
+        for seg in _segment.list_names(_names.bus_segment(self.name) + ":"):
+            parsed = _names.parse_segment(seg)
+            if parsed and parsed[0] == self.name and parsed[2] == "meta":
+                out.append(parsed[1])
+        return out
+
+    def topic_info(self, name: str) -> Dict[str, int]:
+        """The stored configuration of a topic (capacity as rounded, and so on)."""
+        m = self._map(name)
+        try:
+            return dict(m.info)
+        finally:
+            m.release()
+
+    def delete_topic(self, name: str) -> None:
+        """Remove the topic's segments.  Processes attached keep their mappings
+        until they close; a new topic of the same name is a new topic."""
+        self._check_open()
+        _names.check_name(name, "topic")
+        if not _segment.exists(_names.meta_segment(self.name, name)):
+            raise TopicNotFoundError(f"topic {name!r} does not exist on bus {self.name!r}")
+        self._remove_segments(name)
+        m = self._maps.pop(name, None)
+        if m is not None:
+            m.release()
+
+    def _remove_segments(self, name: str) -> None:
+        prefix = _names.meta_segment(self.name, name)[: -len("meta")]
+        for seg in list(_segment.list_names(prefix)):
+            if seg != prefix + "meta":
+                _segment.unlink(seg)
+        _segment.unlink(prefix + "meta")
+
+    def unlink(self) -> None:
+        """Remove the whole bus: every topic and the bus itself."""
+        for t in self.topics():
+            self._remove_segments(t)
+        for seg in list(_segment.list_names(_names.bus_segment(self.name) + ":")):
+            _segment.unlink(seg)
+        _segment.unlink(_names.bus_segment(self.name))
+
+    # -- handles -------------------------------------------------------------------
+
+    def _map(self, topic: str) -> TopicMap:
+        """A reference to the topic's mapping (the caller releases it)."""
+        self._check_open()
+        _names.check_name(topic, "topic")
+        m = self._maps.get(topic)
+        if m is not None and m.refs > 0 and _segment.exists(_names.meta_segment(self.name, topic)):
+            return m.acquire()
+        m = TopicMap(self.name, topic, self._liveness_ns)
+        old = self._maps.pop(topic, None)
+        if old is not None:
+            old.release()
+        self._maps[topic] = m.acquire()
+        return m
+
+    def producer(self, topic: str, *, on_full: Optional[str] = None,
+                 timeout: Optional[float] = None) -> Producer:
+        """A producer for ``topic`` (TopicNotFoundError if missing).  ``on_full`` and
+        ``timeout`` override the topic's policy for this producer."""
+        m = self._map(topic)
+        try:
+            return Producer(m, on_full, timeout)
+        finally:
+            m.release()
+
+    def consumer(self, topic: str, group: Optional[str] = None, *, ack: str = "auto",
+                 ordering: str = "partition", start: str = "latest", ack_timeout: float = 30.0,
+                 max_deliveries: Optional[int] = None, dead_letter: Optional[str] = None,
+                 tethered: bool = True, spin: float = SPIN) -> Consumer:
+        """A consumer of ``topic`` (TopicNotFoundError if missing).  ``spin`` is how
+        long (seconds) a waiting poll spins before it sleeps."""
+        if group is not None:
+            _names.check_name(group, "group")
+        m = self._map(topic)
+        try:
+            return Consumer(m, group, ack, ordering, start, ack_timeout, max_deliveries,
+                            dead_letter, tethered, spin)
+        finally:
+            m.release()
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach this process's view of the bus; removes nothing.  Producers and
+        consumers made from it keep working until they are closed."""
+        if self._closed:
+            return
+        self._closed = True
+        maps, self._maps = self._maps, {}
+        for m in maps.values():
+            m.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Bus":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Bus({self.name!r})"
+
+
+def _name_of(table: Dict[str, int], value: int) -> str:
+    return next((k for k, v in table.items() if v == value), str(value))

@@ -1,0 +1,32 @@
+"""Thin Python over the C core: result codes become shmbus exceptions."""
+import os
+
+from ._errors import BusFull, CorruptSegmentError, MessageTooLargeError, ShmbusError
+from ._native import ffi, lib
+
+NULL = ffi.NULL
+
+_MESSAGES = {
+    lib.SHMBUS_ECORRUPT: (CorruptSegmentError, "segment failed validation"),
+    lib.SHMBUS_ETOOLARGE: (MessageTooLargeError, "message too large"),
+    lib.SHMBUS_EVERSION: (CorruptSegmentError, "segment has another layout version"),
+    lib.SHMBUS_ENOTREADY: (CorruptSegmentError, "segment was never finished by its creator"),
+    lib.SHMBUS_ENOSLOT: (ShmbusError, "no free entry left in the topic's tables"),
+    lib.SHMBUS_EINVAL: (ShmbusError, "invalid argument to the C core"),
+    lib.SHMBUS_FULL: (BusFull, "topic is full"),
+}
+
+
+def error(code: int, context: str = "") -> ShmbusError:
+    """The exception for a negative result code of the C core."""
+    if code == lib.SHMBUS_ESYS:
+        err = ffi.errno
+        return ShmbusError(f"{context}: {os.strerror(err)}" if context else os.strerror(err))
+    cls, text = _MESSAGES.get(code, (ShmbusError, f"C core returned {code}"))
+    return cls(f"{context}: {text}" if context else text)
+
+
+def check(code: int, context: str = "") -> int:
+    if code < 0:
+        raise error(code, context)
+    return code

@@ -1,0 +1,268 @@
+"""Producer: writes messages to a topic."""
+import os
+import time
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import psutil
+
+from . import _array, _headers
+from ._config import ON_FULL, ON_FULL_READY, choice, seconds
+from ._core import NULL, error
+from ._errors import BusFull, ClosedError, MessageTooLargeError, ShmbusError
+from ._message import Offset
+from ._native import ffi, lib
+from ._topic import TopicMap, close_fd
+
+Key = Union[bytes, str, None]
+_FULL = lib.SHMBUS_FULL
+_TIMEOUT = lib.SHMBUS_TIMEOUT
+_send = lib.shmbus_send
+_WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
+SPIN = 50e-6  # seconds a blocked send spins before it sleeps
+
+
+def process_start_time() -> int:
+    """This process's start time in clock ticks since boot, as the kernel reports it."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return int(psutil.Process().create_time() * 100)
+
+
+def key_bytes(key: Key) -> Optional[bytes]:
+    if key is None or type(key) is bytes:
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"key must be bytes or str, not {type(key).__name__}")
+
+
+class Producer:
+    """Writes messages to one topic.  Create with :meth:`Bus.producer`.
+
+    When the topic is full, ``on_full`` decides: ``"block"`` waits up to ``timeout``
+    seconds (None: no limit) and then raises :class:`BusFull`; ``"drop_newest"``
+    refuses the message (``send`` returns None, ``send_many`` counts it out, and
+    the topic counts the drop); ``"error"`` raises :class:`BusFull` at once.
+    """
+
+    def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
+        if on_full is not None:
+            choice(on_full, ON_FULL, "on_full")
+            if on_full not in ON_FULL_READY:
+                raise NotImplementedError(f"on_full={on_full!r} is not implemented yet")
+        self.topic = topic.name
+        self.on_full = on_full or next(k for k, v in ON_FULL.items() if v == topic.info["on_full"])
+        self.timeout = seconds(timeout, "timeout")
+        self._max = topic.info["max_message_size"]
+        self._partitions = topic.partitions
+        self._next = 0
+        self._map = topic.acquire()
+        self._fd = topic.lock_fd()
+        err = ffi.new("int *")
+        h = lib.shmbus_producer_open(topic.handle, self._fd, os.getpid(), process_start_time(), err)
+        if h == NULL:
+            close_fd(self._fd)
+            topic.release()
+            raise error(err[0], f"producer on {self.topic!r}")
+        self._h = h
+        self._pid = os.getpid()
+        self._accepted = ffi.new("uint32_t *")
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, value: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
+             partition: Optional[int] = None, msg_id: Any = None,
+             timeout: Optional[float] = None) -> Optional[Offset]:
+        """Publish one message; returns its :class:`Offset`, or None when
+        ``on_full="drop_newest"`` refused it.  ``value`` is bytes or any buffer;
+        ``key`` (bytes or str) picks the partition by a stable hash unless
+        ``partition`` is given; ``headers`` is a small dict of str to str or bytes."""
+        h = self._h
+        if h is None:
+            raise ClosedError("producer is closed")
+        if type(value) is bytes:
+            n = len(value)
+        else:
+            value, n = self._buffer(value)
+        if key is None:
+            k, klen = NULL, 0
+        else:
+            k = key_bytes(key)
+            klen = len(k)
+        if headers is None and msg_id is None:
+            hb, hlen = NULL, 0
+        else:
+            hb = self._encode_headers(headers, msg_id)
+            hlen = len(hb)
+        if partition is None:
+            if self._partitions == 1:
+                partition = 0
+            elif klen:
+                partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
+            else:
+                partition = self._next = (self._next + 1) % self._partitions
+        r = _send(h, partition, value, n, k, klen, hb, hlen)
+        if r >= 0:
+            return Offset(partition, r)
+        if r == _FULL:
+            return self._full(partition, n + klen + hlen, timeout,
+                              lambda: _send(self._h, partition, value, n, k, klen, hb, hlen))
+        raise self._error(r, partition, n, klen, hlen)
+
+    def send_many(self, values: Iterable[Any], key: Key = None,
+                  partition: Optional[int] = None, timeout: Optional[float] = None) -> int:
+        """Publish many messages with one call into the core per batch; returns how
+        many were accepted (fewer than given only under ``"drop_newest"``)."""
+        h = self._h
+        if h is None:
+            raise ClosedError("producer is closed")
+        items = [v if type(v) is bytes else bytes(self._buffer(v)[0]) for v in values]
+        if not items:
+            return 0
+        k = key_bytes(key)
+        klen = len(k) if k else 0
+        if partition is None:
+            if k:
+                partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
+            elif self._partitions > 1:
+                partition = self._next = (self._next + 1) % self._partitions
+            else:
+                partition = 0
+        self._check_partition(partition)
+        lengths = [len(v) for v in items]
+        for n in lengths:
+            if n > self._max:
+                raise MessageTooLargeError(f"message of {n} bytes exceeds max_message_size {self._max}")
+        buf = ffi.from_buffer(b"".join(items))
+        lens = ffi.new("uint64_t[]", lengths)
+        acc = self._accepted
+        sent = at = 0
+        deadline = None
+        while sent < len(items):
+            r = lib.shmbus_send_batch(h, partition, buf + at, lens + sent, len(items) - sent,
+                                      k or NULL, klen, acc)
+            if r == _FULL:
+                if self.on_full == "drop_newest":
+                    lib.shmbus_count_drop(h, partition, len(items) - sent)
+                    break
+                if deadline is None:
+                    deadline = self._deadline(partition, timeout)
+                self._wait_for_room(partition, lengths[sent] + klen, deadline)
+                continue
+            if r < 0:
+                raise self._error(r, partition, max(lengths), klen, 0)
+            at += sum(lengths[sent:sent + acc[0]])
+            sent += acc[0]
+        return sent
+
+    def send_array(self, array: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
+                   partition: Optional[int] = None, timeout: Optional[float] = None) -> Optional[Offset]:
+        """Publish a numpy array; the consumer gets it back with ``Message.array()``."""
+        data, descr = _array.prepare(array)
+        h = dict(headers or {})
+        h[_headers.ARRAY] = descr
+        return self.send(data, key=key, headers=h, partition=partition, timeout=timeout)
+
+    def flush(self, timeout: Optional[float] = None) -> int:
+        """Nothing is buffered in the producer: a returned send is in shared memory."""
+        return 0
+
+    # -- the slow paths ------------------------------------------------------------
+
+    def _buffer(self, value: Any):
+        if isinstance(value, str):
+            raise TypeError("value must be bytes or a buffer, not str (encode it, or use a serializer)")
+        try:
+            mv = memoryview(value)
+        except TypeError:
+            raise TypeError(f"value must be bytes or a buffer, not {type(value).__name__}") from None
+        if not mv.contiguous:
+            mv = memoryview(mv.tobytes())
+        return ffi.from_buffer(mv), mv.nbytes
+
+    def _encode_headers(self, headers: Optional[Mapping[str, Any]], msg_id: Any) -> bytes:
+        if msg_id is not None:
+            raise NotImplementedError("msg_id (deduplication) is not implemented yet")
+        return _headers.encode(headers or {})
+
+    def _check_partition(self, partition: Any) -> None:
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise TypeError(f"partition must be an int, not {type(partition).__name__}")
+        if not 0 <= partition < self._partitions:
+            raise ShmbusError(
+                f"partition {partition} out of range: topic {self.topic!r} has {self._partitions}"
+            )
+
+    def _error(self, code: int, partition: Any, n: int, klen: int, hlen: int) -> Exception:
+        if code == lib.SHMBUS_EINVAL:
+            self._check_partition(partition)
+        if code == lib.SHMBUS_ETOOLARGE:
+            if n > self._max:
+                return MessageTooLargeError(f"message of {n} bytes exceeds max_message_size {self._max}")
+            if klen > lib.SHMBUS_MAX_KEY_SIZE:
+                return MessageTooLargeError(f"key of {klen} bytes exceeds {lib.SHMBUS_MAX_KEY_SIZE}")
+            return MessageTooLargeError(
+                f"headers of {hlen} bytes exceed {lib.SHMBUS_MAX_HEADERS_SIZE}")
+        return error(code, f"send to {self.topic!r}")
+
+    def _full(self, partition: int, record_len: int, timeout: Optional[float], retry) -> Optional[Offset]:
+        """The ring had no room: apply on_full.  ``retry`` sends again."""
+        if self.on_full == "drop_newest":
+            lib.shmbus_count_drop(self._h, partition, 1)
+            return None
+        deadline = self._deadline(partition, timeout)
+        while True:
+            self._wait_for_room(partition, record_len, deadline)
+            r = retry()
+            if r >= 0:
+                return Offset(partition, r)
+            if r != _FULL:
+                raise error(r, f"send to {self.topic!r}")
+
+    def _deadline(self, partition: int, timeout: Optional[float]) -> float:
+        """When a blocked send gives up (inf: never); raises at once under "error"."""
+        if self.on_full == "error":
+            raise BusFull(f"topic {self.topic!r} partition {partition} is full")
+        timeout = self.timeout if timeout is None else seconds(timeout, "timeout")
+        return float("inf") if timeout is None else time.monotonic() + timeout
+
+    def _wait_for_room(self, partition: int, record_len: int, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BusFull(f"topic {self.topic!r} partition {partition} stayed full")
+        lib.shmbus_wait_space(self._h, partition, record_len, int(min(left, _WAIT_SLICE) * 1e9),
+                              int(SPIN * 1e9))
+        if self._h is None:
+            raise ClosedError("producer was closed while waiting for room")
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach from the topic.  Everything sent is already in shared memory."""
+        h, self._h = self._h, None
+        if h is None:
+            return
+        if os.getpid() == self._pid:
+            lib.shmbus_producer_close(h)
+        close_fd(self._fd)
+        self._map.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
