@@ -117,6 +117,9 @@ int64_t shmbus_send(shmbus_producer *producer, uint32_t partition,
                     const char *value, uint64_t value_len,
                     const char *key, uint32_t key_len,
                     const char *headers, uint32_t headers_len);
+/* shmbus_send without key or headers: fewer arguments to convert per call */
+int64_t shmbus_send_value(shmbus_producer *producer, uint32_t partition,
+                          const char *value, uint64_t value_len);
 int64_t shmbus_send_batch(shmbus_producer *producer, uint32_t partition,
                           const char *values, const uint64_t *lengths, uint32_t count,
                           const char *key, uint32_t key_len, uint32_t *accepted);

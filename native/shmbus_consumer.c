@@ -294,6 +294,8 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
         if (a < 0 && left > t->liveness_ns / 8)
             left = t->liveness_ns / 8;
         r = shmbus_futex_wait(&w->seq, seq, left);
+        if (a < 0 && r == SHMBUS_TIMEOUT)
+            r = SHMBUS_OK; /* poll again: that is where open claims are recovered */
     }
     __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
     return r;

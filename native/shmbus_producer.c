@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
@@ -10,6 +11,7 @@
 shmbus_producer *shmbus_producer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
                                       uint64_t start_time, int *err)
 {
+    shmbus_fault_load();
     shmbus_producer *pr = calloc(1, sizeof *pr + t->count * sizeof(struct shmbus_limit));
     if (!pr) {
         *err = SHMBUS_ESYS;
@@ -81,7 +83,9 @@ static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t
     s->headers_len = headers_len;
     s->flags = 0;
     s->checksum = 0;
-    memcpy(d, value, value_len);
+    memcpy(d, value, value_len / 2);
+    FAULT_POINT(SHMBUS_FAULT_DURING_COPY);
+    memcpy(d + value_len / 2, value + value_len / 2, value_len - value_len / 2);
     if (key_len)
         memcpy(d + value_len, key, key_len);
     if (headers_len)
@@ -147,11 +151,20 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
             break;
         cpu_relax();
     }
+    FAULT_POINT(SHMBUS_FAULT_AFTER_CLAIM);
     write_record(r, tail.offset, position, shmbus_now_realtime(), value, value_len, key, key_len,
                  headers, headers_len);
+    FAULT_POINT(SHMBUS_FAULT_BEFORE_COMMIT);
     store_seq_cst(&r->slots[tail.offset & r->slot_mask].seq, tail.offset + 1);
+    FAULT_POINT(SHMBUS_FAULT_AFTER_COMMIT);
     wake_if_waiting(t);
     return (int64_t)tail.offset;
+}
+
+int64_t shmbus_send_value(shmbus_producer *pr, uint32_t partition, const char *value,
+                          uint64_t value_len)
+{
+    return shmbus_send(pr, partition, value, value_len, NULL, 0, NULL, 0);
 }
 
 int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *values,
@@ -198,6 +211,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
             break;
         cpu_relax();
     }
+    FAULT_POINT(SHMBUS_FAULT_AFTER_CLAIM);
     int64_t now = shmbus_now_realtime();
     uint64_t position = tail.position;
     const char *v = values;

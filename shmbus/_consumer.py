@@ -13,12 +13,15 @@ from ._producer import process_start_time
 from ._topic import TopicMap, close_fd
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
-_poll = lib.shmbus_poll
+_poll_batch = lib.shmbus_poll_batch
 _unpack = ffi.unpack
 _new = object.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
 MAX_BATCH = 65536
+# Deliveries fetched per call into the core by poll(); handed out one per poll.
+# They are committed together, at the fetch after the last one is handed out.
+PREFETCH = 64
 
 
 class Consumer:
@@ -30,6 +33,10 @@ class Consumer:
     ``ack="auto"`` a message is committed when the next poll releases it, so
     ``Message.view()`` stays valid until then.
     """
+
+    __slots__ = ("topic", "group", "_busy", "_closing", "_map", "_maps", "_views", "_fd",
+                 "_h", "_pid", "_out", "_fields", "_flat", "_i", "_n", "_held", "_spin",
+                 "__weakref__")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -51,7 +58,6 @@ class Consumer:
             raise NotImplementedError("untethered consumers are not implemented yet")
         self.topic = topic.name
         self.group = group
-        self._gen = 0
         self._busy = False
         self._closing = False
         self._map = topic.acquire()
@@ -68,45 +74,36 @@ class Consumer:
             raise error(err[0], f"consumer on {self.topic!r}")
         self._h = h
         self._pid = os.getpid()
-        self._out = ffi.new("uint64_t[]", _FIELDS)
-        self._batch_out = None
+        self._out = ffi.new("uint64_t[]", PREFETCH * _FIELDS)
+        self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
+        # deliveries fetched from the core: handed out from _i on; those from
+        # _held on are still held by the caller (their views are valid)
+        self._flat: Any = ()
+        self._i = self._n = self._held = 0
 
     # -- reading -------------------------------------------------------------------
-
-    def _message(self, d: List[int]) -> Message:
-        m = _new(Message)
-        m._c = self
-        m._d = d
-        m._gen = self._gen
-        m._value = None
-        m._headers = None
-        return m
 
     def poll(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or None when ``timeout`` seconds pass first.
         ``timeout=0`` never waits; ``None`` waits until a message arrives or the
         consumer is closed (then None).  Releases the previously polled messages."""
-        self._busy = True
-        try:
-            if self._closing:
-                return self._closed_result()
-            self._gen += 1
-            n = _poll(self._h, self._out)
-            if n > 0:
-                return self._message(_unpack(self._out, _FIELDS))
-            if n < 0:
-                raise error(n, f"poll of {self.topic!r}")
-            if timeout == 0:
-                return None
-            if self._wait(timeout):
-                n = _poll(self._h, self._out)
-                if n > 0:
-                    return self._message(_unpack(self._out, _FIELDS))
+        i = self._i
+        if i < self._n:
+            self._held = i
+            self._i = i + _FIELDS
+            m = _new(Message)
+            m._c = self
+            m._f = self._flat
+            m._i = i
+            return m
+        if not self._fetch(PREFETCH, timeout):
             return None
-        finally:
-            self._busy = False
-            if self._closing:
-                self._release()
+        self._i = _FIELDS
+        m = _new(Message)
+        m._c = self
+        m._f = self._flat
+        m._i = 0
+        return m
 
     def poll_batch(self, max_messages: int = 1000, timeout: Optional[float] = 0.1) -> List[Message]:
         """Up to ``max_messages`` messages with one call into the core; waits up to
@@ -115,45 +112,69 @@ class Consumer:
             raise TypeError("max_messages must be an int")
         if not 1 <= max_messages <= MAX_BATCH:
             raise ConfigError(f"max_messages must be between 1 and {MAX_BATCH}")
+        i = self._i
+        if i >= self._n:
+            if not self._fetch(max_messages, timeout):
+                return []
+            i = 0
+        end = min(self._n, i + max_messages * _FIELDS)
+        self._held = i
+        self._i = end
+        flat = self._flat
+        out = []
+        for j in range(i, end, _FIELDS):
+            m = _new(Message)
+            m._c = self
+            m._f = flat
+            m._i = j
+            out.append(m)
+        return out
+
+    def _fetch(self, max_messages: int, timeout: Optional[float]) -> int:
+        """One call into the core for up to ``max_messages`` deliveries, which
+        also commits everything handed out before; waits up to ``timeout``."""
         self._busy = True
         try:
             if self._closing:
-                self._closed_result()
-                return []
-            out = self._batch_out
-            if out is None or len(out) < max_messages * _FIELDS:
-                out = self._batch_out = ffi.new("uint64_t[]", max(max_messages, 64) * _FIELDS)
-            self._gen += 1
-            n = lib.shmbus_poll_batch(self._h, out, max_messages)
-            if n == 0 and timeout != 0 and self._wait(timeout):
-                n = lib.shmbus_poll_batch(self._h, out, max_messages)
+                return self._closed_result()
+            if len(self._out) < max_messages * _FIELDS:
+                self._out = ffi.new("uint64_t[]", max_messages * _FIELDS)
+                self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
+            self._flat = ()  # every message handed out so far is released now
+            self._i = self._n = 0
+            n = _poll_batch(self._h, self._out, max_messages)
+            if n == 0 and timeout != 0:
+                timeout = seconds(timeout, "timeout")
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while n == 0 and self._wait(deadline):
+                    n = _poll_batch(self._h, self._out, max_messages)
             if n < 0:
                 raise error(n, f"poll of {self.topic!r}")
-            flat = _unpack(out, n * _FIELDS)
-            return [self._message(flat[i:i + _FIELDS]) for i in range(0, n * _FIELDS, _FIELDS)]
+            if n:
+                self._flat = self._fields[:n * _FIELDS].tolist()
+                self._n = n * _FIELDS
+                self._held = 0
+            return n
         finally:
             self._busy = False
             if self._closing:
                 self._release()
 
-    def _wait(self, timeout: Optional[float]) -> bool:
-        """Wait until something may be readable; False on timeout or close."""
-        timeout = seconds(timeout, "timeout")
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait(self, deadline: Optional[float]) -> bool:
+        """Wait until something may be readable; False at the deadline or on close."""
         h = self._h
         while not self._closing:
             left = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
             if left <= 0:
                 return False
-            r = lib.shmbus_wait(h, int(left * 1e9), self._spin)
-            if r == lib.SHMBUS_OK and not self._closing:
-                return True
+            if lib.shmbus_wait(h, int(left * 1e9), self._spin) == lib.SHMBUS_OK:
+                return not self._closing
         return False
 
-    def _closed_result(self) -> None:
+    def _closed_result(self) -> int:
         if self._h is None:
             raise ClosedError("consumer is closed")
-        return None
+        return 0
 
     def __iter__(self) -> Iterator[Message]:
         """Messages as they arrive; ends quietly when the consumer is closed."""
@@ -193,6 +214,7 @@ class Consumer:
         if self._closing:
             return
         self._closing = True
+        self._n = 0  # poll() stops handing out fetched deliveries
         if self._busy:
             lib.shmbus_wake_consumers(self._map.handle)
         else:

@@ -31,12 +31,13 @@ class Message:
 
     Fields are decoded only when asked for.  ``view()`` is a zero-copy window onto
     the ring, valid until the consumer's next poll (which releases the message).
-    ``value``, ``key`` and ``headers`` are copied out on first access; reading them
+    ``value``, ``key`` and ``headers`` are copied out when accessed; reading them
     after the release still works while the ring has not reused the bytes, and
     raises :class:`MessageReleasedError` once it has.
     """
 
-    __slots__ = ("_c", "_d", "_gen", "_value", "_headers")
+    # _f is the consumer's list of delivery fields, _i where this message's start
+    __slots__ = ("_c", "_f", "_i")
 
     _c: "Consumer"
 
@@ -46,16 +47,16 @@ class Message:
 
     @property
     def partition(self) -> int:
-        return self._d[_PARTITION]
+        return self._f[self._i + _PARTITION]
 
     @property
     def offset(self) -> int:
-        return self._d[_OFFSET]
+        return self._f[self._i + _OFFSET]
 
     @property
     def timestamp(self) -> int:
         """Nanoseconds since the epoch, stamped at send."""
-        return self._d[_TS]
+        return self._f[self._i + _TS]
 
     @property
     def delivery_count(self) -> int:
@@ -69,49 +70,55 @@ class Message:
     def lost_before(self) -> int:
         return 0
 
+    def _held(self) -> bool:
+        """Whether the consumer still holds this message (no later poll yet)."""
+        c = self._c
+        return self._f is c._flat and self._i >= c._held
+
     def _copy(self, start: int, length: int) -> bytes:
-        d = self._d
-        at = d[_AT] + start
-        data = self._c._maps[d[_PARTITION]][at:at + length]
-        if self._gen != self._c._gen and not self._c._still_there(d[_PARTITION], d[_POS]):
+        f, i = self._f, self._i
+        at = f[i + _AT] + start
+        data = self._c._maps[f[i + _PARTITION]][at:at + length]
+        if not self._held() and not self._c._still_there(f[i + _PARTITION], f[i + _POS]):
             raise MessageReleasedError(
-                f"message at offset {d[_OFFSET]} of partition {d[_PARTITION]} was released "
-                "and its bytes reused; copy what you keep before the next poll"
+                f"message at offset {f[i + _OFFSET]} of partition {f[i + _PARTITION]} was "
+                "released and its bytes reused; copy what you keep before the next poll"
             )
         return data
 
     @property
     def value(self) -> bytes:
-        v = self._value
-        if v is None:
-            v = self._value = self._copy(0, self._d[_VLEN])
-        return v
+        """The value, copied out of the ring."""
+        f, i, c = self._f, self._i, self._c
+        if f is c._flat and i >= c._held:
+            at = f[i + _AT]
+            return c._maps[f[i + _PARTITION]][at:at + f[i + _VLEN]]
+        return self._copy(0, f[i + _VLEN])
 
     @property
     def key(self) -> Optional[bytes]:
-        n = self._d[_KLEN]
-        return self._copy(self._d[_VLEN], n) if n else None
+        f, i = self._f, self._i
+        n = f[i + _KLEN]
+        return self._copy(f[i + _VLEN], n) if n else None
 
     @property
     def headers(self) -> Dict[str, Any]:
-        h = self._headers
-        if h is None:
-            n = self._d[_HLEN]
-            h = _headers.decode(self._copy(self._d[_VLEN] + self._d[_KLEN], n)) if n else {}
-            h.pop(_headers.ARRAY, None)
-            self._headers = h
-        return dict(h)
+        h = self._raw_headers()
+        h.pop(_headers.ARRAY, None)
+        return h
 
     def _raw_headers(self) -> Dict[str, Any]:
-        n = self._d[_HLEN]
-        return _headers.decode(self._copy(self._d[_VLEN] + self._d[_KLEN], n)) if n else {}
+        f, i = self._f, self._i
+        n = f[i + _HLEN]
+        return _headers.decode(self._copy(f[i + _VLEN] + f[i + _KLEN], n)) if n else {}
 
     def view(self) -> memoryview:
         """The value in place, without a copy; valid until the next poll."""
-        if self._gen != self._c._gen:
+        if not self._held():
             raise MessageReleasedError("view() of a message released by a later poll")
-        d = self._d
-        return self._c._views[d[_PARTITION]][d[_AT]:d[_AT] + d[_VLEN]]
+        f, i = self._f, self._i
+        at = f[i + _AT]
+        return self._c._views[f[i + _PARTITION]][at:at + f[i + _VLEN]]
 
     def array(self) -> Any:
         """The numpy array sent with ``send_array``: a zero-copy view while the
@@ -119,9 +126,8 @@ class Message:
         descr = self._raw_headers().get(_headers.ARRAY)
         if descr is None:
             raise TypeError("this message was not sent with send_array")
-        buffer = self.view() if self._gen == self._c._gen else self.value
-        return _array.restore(buffer, descr)
+        return _array.restore(self.view() if self._held() else self.value, descr)
 
     def __repr__(self) -> str:
         return (f"Message(topic={self.topic!r}, partition={self.partition}, "
-                f"offset={self.offset}, len={self._d[_VLEN]})")
+                f"offset={self.offset}, len={self._f[self._i + _VLEN]})")

@@ -17,6 +17,8 @@ Key = Union[bytes, str, None]
 _FULL = lib.SHMBUS_FULL
 _TIMEOUT = lib.SHMBUS_TIMEOUT
 _send = lib.shmbus_send
+_send_value = lib.shmbus_send_value
+_tuple_new = tuple.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a blocked send spins before it sleeps
 
@@ -59,6 +61,7 @@ class Producer:
         self.timeout = seconds(timeout, "timeout")
         self._max = topic.info["max_message_size"]
         self._partitions = topic.partitions
+        self._single = topic.partitions == 1
         self._next = 0
         self._map = topic.acquire()
         self._fd = topic.lock_fd()
@@ -86,6 +89,10 @@ class Producer:
             raise ClosedError("producer is closed")
         if type(value) is bytes:
             n = len(value)
+            if key is None and headers is None and partition is None and msg_id is None and self._single:
+                r = _send_value(h, 0, value, n)
+                if r >= 0:
+                    return _tuple_new(Offset, (0, r))
         else:
             value, n = self._buffer(value)
         if key is None:
@@ -107,7 +114,7 @@ class Producer:
                 partition = self._next = (self._next + 1) % self._partitions
         r = _send(h, partition, value, n, k, klen, hb, hlen)
         if r >= 0:
-            return Offset(partition, r)
+            return _tuple_new(Offset, (partition, r))
         if r == _FULL:
             return self._full(partition, n + klen + hlen, timeout,
                               lambda: _send(self._h, partition, value, n, k, klen, hb, hlen))

@@ -1,0 +1,25 @@
+/* Fault points that tests switch on by name: SHMBUS_FAULT="point:action[:arg]",
+ * read once when a producer or consumer opens.  Actions: kill (SIGKILL), stop
+ * (SIGSTOP), sleep (arg milliseconds, default 1000).  Off, a point costs one
+ * predictable branch. */
+#ifndef SHMBUS_FAULT_H
+#define SHMBUS_FAULT_H
+
+enum shmbus_fault_point {
+    SHMBUS_FAULT_NONE = 0,
+    SHMBUS_FAULT_AFTER_CLAIM,   /* offset and bytes reserved, nothing written */
+    SHMBUS_FAULT_DURING_COPY,   /* slot written, value half copied */
+    SHMBUS_FAULT_BEFORE_COMMIT, /* record written, not yet published */
+    SHMBUS_FAULT_AFTER_COMMIT,  /* published, consumers not yet woken */
+};
+
+extern int shmbus_fault_armed;
+void shmbus_fault_load(void);
+void shmbus_fault_fire(int point);
+
+#define FAULT_POINT(point)                                   \
+    do {                                                     \
+        if (__builtin_expect(shmbus_fault_armed == (point), 0)) \
+            shmbus_fault_fire(point);                        \
+    } while (0)
+#endif
