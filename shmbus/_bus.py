@@ -155,6 +155,30 @@ class Bus:
         finally:
             m.release()
 
+    def stats(self, name: str) -> Dict[str, Any]:
+        """Live figures of a topic, read from shared memory without locks:
+        ``{"partitions": [{"published", "oldest", "dropped_full",
+        "recovered_claims", "blocked_sends", "bytes_in_use"}, ...]}``.
+        ``published`` is the partition's end offset; ``oldest`` the first offset
+        still held for some group."""
+        m = self._map(name)
+        try:
+            out = ffi.new("struct shmbus_partition_stats *")
+            parts = []
+            for i in range(m.partitions):
+                check(lib.shmbus_partition_stats(m.handle, i, out))
+                parts.append({
+                    "published": out.tail_offset,
+                    "oldest": out.head_offset,
+                    "bytes_in_use": out.tail_position - out.head_position,
+                    "dropped_full": out.dropped_full,
+                    "recovered_claims": out.recovered_claims,
+                    "blocked_sends": out.blocked_sends,
+                })
+            return {"partitions": parts}
+        finally:
+            m.release()
+
     def delete_topic(self, name: str) -> None:
         """Remove the topic's segments.  Processes attached keep their mappings
         until they close; a new topic of the same name is a new topic."""
