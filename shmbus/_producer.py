@@ -111,7 +111,8 @@ class Producer:
             elif klen:
                 partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
             else:
-                partition = self._next = (self._next + 1) % self._partitions
+                partition = self._next
+                self._next = (partition + 1) % self._partitions
         r = _send(h, partition, value, n, k, klen, hb, hlen)
         if r >= 0:
             return _tuple_new(Offset, (partition, r))
@@ -135,10 +136,9 @@ class Producer:
         if partition is None:
             if k:
                 partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
-            elif self._partitions > 1:
-                partition = self._next = (self._next + 1) % self._partitions
             else:
-                partition = 0
+                partition = self._next
+                self._next = (partition + 1) % self._partitions
         self._check_partition(partition)
         lengths = [len(v) for v in items]
         for n in lengths:

@@ -13,6 +13,7 @@ from ._errors import CorruptSegmentError
 from ._native import ffi
 
 SHM_DIR = "/dev/shm"
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class Segment:
@@ -24,7 +25,9 @@ class Segment:
         self.name = name
         self.fd = fd
         self.size = size
-        self.mm = mmap.mmap(fd, size)
+        # Page tables are filled at map time: a first lap around a ring would
+        # otherwise take a page fault every 4 KiB (about ten times slower).
+        self.mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)
         self.ptr = ffi.from_buffer(self.mm)
 
     @classmethod
@@ -38,6 +41,7 @@ class Segment:
         fd = shm.fd
         try:
             os.fchmod(fd, mode & 0o777)
+            os.posix_fallocate(fd, 0, size)  # the memory is there now, or ENOSPC now
             return cls(name, fd, size)
         except BaseException:
             os.close(fd)

@@ -1,0 +1,335 @@
+"""First throughput and latency benchmark: shmbus beside multiprocessing.Queue.
+
+Producer and consumer run in separate processes (spawn).  Every payload carries its
+sequence number in its first and last 8 bytes, and the consumer checks both, for
+every library alike.  Modes: "fresh bytes" (a new bytes object per message; the
+consumer reads ``value``, a copy), "zero-copy" (shmbus only: the producer stamps one
+reused buffer, copied once into the ring; the consumer checks ``view()``, no copy;
+the Queue column repeats its fresh-bytes figure), "batch" (``send_many`` /
+``poll_batch`` by 1000).  Runs are interleaved (shmbus,
+Queue, shmbus, Queue, ...) so that ratios hold on a noisy machine; the table shows
+medians with the spread (max - min, as % of the median).
+
+    python benchmarks/bench_core.py [--reps 3] [--quick] [--json FILE]
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import struct
+import sys
+import time
+import uuid
+
+import shmbus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
+
+KiB, MiB = 1024, 1024 * 1024
+SIZES = [64, KiB, 64 * KiB, MiB]
+U64 = struct.Struct("<Q")
+DEPTH = 1024  # queue depth in messages, capped at 64 MiB, as in PEERS.md
+
+
+def payload(seq: int, middle: bytes) -> bytes:
+    b = seq.to_bytes(8, "little")
+    return b + middle + b
+
+
+def check(v, seq: int, size: int) -> bool:
+    return U64.unpack_from(v)[0] == seq and U64.unpack_from(v, size - 8)[0] == seq
+
+
+# -- shmbus -----------------------------------------------------------------------
+
+def shmbus_topic(bus: shmbus.Bus, name: str, size: int) -> None:
+    cap = min(DEPTH * (size + 8), 64 * MiB)
+    bus.create_topic(name, capacity=cap, max_message_size=size,
+                     max_messages=max(16, min(DEPTH, cap // size)))
+
+
+def shmbus_send(bus_name, size, n, ready, go, batch, reuse):
+    with shmbus.Bus(bus_name) as bus, bus.producer("t") as p:
+        middle = b"\0" * (size - 16)
+        ready.set()
+        go.wait(60)
+        if batch:
+            for start in range(0, n, batch):
+                p.send_many([payload(s, middle) for s in range(start, min(n, start + batch))])
+        elif reuse:  # zero-copy mode: one buffer stamped in place, copied once into the ring
+            buf = bytearray(size)
+            send = p.send
+            for s in range(n):
+                U64.pack_into(buf, 0, s)
+                U64.pack_into(buf, size - 8, s)
+                send(buf)
+        else:
+            send = p.send
+            for s in range(n):
+                send(payload(s, middle))
+
+
+def shmbus_receive(bus_name, size, n, ready, results, view, batch):
+    with shmbus.Bus(bus_name) as bus, bus.consumer("t") as c:
+        ready.set()
+        bad = 0
+        t0 = None
+        if batch:
+            s = 0
+            while s < n:
+                msgs = c.poll_batch(batch, timeout=30)
+                if not msgs:
+                    break
+                if t0 is None:
+                    t0 = time.perf_counter()
+                for m in msgs:
+                    bad += not check(m.value, s, size)
+                    s += 1
+            got = s
+        else:
+            poll = c.poll
+            got = 0
+            for s in range(n):
+                m = poll(30)
+                if m is None:
+                    break
+                if t0 is None:
+                    t0 = time.perf_counter()
+                v = m.view() if view else m.value
+                bad += not check(v, s, size)
+                got += 1
+        results.put((t0, time.perf_counter(), got, bad))
+
+
+def run_shmbus(size, n, view=False, batch=0):
+    name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    bus = shmbus.Bus(name)
+    try:
+        shmbus_topic(bus, "t", size)
+        return _pair(shmbus_send, (name, size, n), shmbus_receive, (name, size, n),
+                     send_extra=(batch, view), receive_extra=(view, batch))
+    finally:
+        bus.unlink()
+        bus.close()
+
+
+# -- multiprocessing.Queue --------------------------------------------------------
+
+def queue_send(q, size, n, ready, go):
+    middle = b"\0" * (size - 16)
+    ready.set()
+    go.wait(60)
+    for s in range(n):
+        q.put(payload(s, middle))
+
+
+def queue_receive(q, size, n, ready, results):
+    ready.set()
+    bad = got = 0
+    t0 = None
+    for s in range(n):
+        v = q.get(timeout=30)
+        if t0 is None:
+            t0 = time.perf_counter()
+        bad += not check(v, s, size)
+        got += 1
+    results.put((t0, time.perf_counter(), got, bad))
+
+
+def run_queue(size, n):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue(maxsize=max(1, min(DEPTH, 64 * MiB // size)))
+    return _pair(queue_send, (q, size, n), queue_receive, (q, size, n))
+
+
+# -- the harness ------------------------------------------------------------------
+
+def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
+    """Start receiver then sender, release them together, return msgs/s."""
+    ctx = mp.get_context("spawn")
+    ready_r, ready_s, go = ctx.Event(), ctx.Event(), ctx.Event()
+    results = ctx.Queue()
+    r = ctx.Process(target=receiver, args=rargs + (ready_r, results) + receive_extra)
+    s = ctx.Process(target=sender, args=sargs + (ready_s, go) + send_extra)
+    r.start()
+    try:
+        if not ready_r.wait(60):
+            raise RuntimeError("receiver did not start")
+        s.start()
+        if not ready_s.wait(60):
+            raise RuntimeError("sender did not start")
+        go.set()
+        t0, t1, got, bad = results.get(timeout=600)
+        n = rargs[2]
+        if got != n or bad:
+            raise RuntimeError(f"{receiver.__name__}: got {got} of {n}, {bad} corrupt")
+        return (n - 1) / (t1 - t0)
+    finally:
+        for p in (s, r):
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+# -- round trip -------------------------------------------------------------------
+
+def shmbus_pong(bus_name, spin, n, ready):
+    with shmbus.Bus(bus_name) as bus, bus.consumer("ping", spin=spin) as c, bus.producer("pong") as p:
+        ready.set()
+        for _ in range(n):
+            m = c.poll(30)
+            p.send(m.value)
+
+
+def shmbus_ping(bus_name, spin, n, ready, results):
+    with shmbus.Bus(bus_name) as bus, bus.consumer("pong", spin=spin) as c, bus.producer("ping") as p:
+        ready.wait(60)
+        lat = []
+        msg = b"x" * 64
+        clock = time.perf_counter_ns
+        for _ in range(n):
+            t = clock()
+            p.send(msg)
+            c.poll(30)
+            lat.append(clock() - t)
+        results.put(lat)
+
+
+def queue_pong(qa, qb, n, ready):
+    ready.set()
+    for _ in range(n):
+        qb.put(qa.get(timeout=30))
+
+
+def queue_ping(qa, qb, n, ready, results):
+    ready.wait(60)
+    lat = []
+    msg = b"x" * 64
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        t = clock()
+        qa.put(msg)
+        qb.get(timeout=30)
+        lat.append(clock() - t)
+    results.put(lat)
+
+
+def round_trip(kind, n, spin=0.0):
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    results = ctx.Queue()
+    if kind == "shmbus":
+        name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        bus = shmbus.Bus(name)
+        bus.create_topic("ping", capacity=MiB)
+        bus.create_topic("pong", capacity=MiB)
+        procs = [ctx.Process(target=shmbus_pong, args=(name, spin, n, ready)),
+                 ctx.Process(target=shmbus_ping, args=(name, spin, n, ready, results))]
+    else:
+        bus = None
+        qa, qb = ctx.Queue(), ctx.Queue()
+        procs = [ctx.Process(target=queue_pong, args=(qa, qb, n, ready)),
+                 ctx.Process(target=queue_ping, args=(qa, qb, n, ready, results))]
+    try:
+        for p in procs:
+            p.start()
+        lat = sorted(results.get(timeout=600)[n // 10:])  # the first tenth warms up
+        q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] / 1000.0
+        return {"p50": q(0.50), "p99": q(0.99), "p999": q(0.999)}
+    finally:
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+        if bus is not None:
+            bus.unlink()
+            bus.close()
+
+
+# -- report -----------------------------------------------------------------------
+
+def summary(values):
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med * 100 if med else 0.0
+    return {"median": med, "spread_pct": spread, "runs": values}
+
+
+def fmt_rate(r, size):
+    mb = r * size / 1e6
+    rate = f"{r / 1e6:.2f} M" if r >= 1e6 else f"{r / 1e3:.1f} k"
+    return f"{rate} ({mb:,.0f} MB/s)" if size >= KiB else rate
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    reps = 1 if args.quick else args.reps
+    scale = 0.2 if args.quick else 1.0
+    counts = {64: 1_000_000, KiB: 500_000, 64 * KiB: 40_000, MiB: 2_000}
+    qcounts = {64: 150_000, KiB: 150_000, 64 * KiB: 15_000, MiB: 400}
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    console = Console()
+    machine = describe()
+    rows = []
+    plan = [(s, "value") for s in SIZES] + [(64 * KiB, "view"), (MiB, "view"), (64, "batch")]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("throughput", total=len(plan) * reps * 2 + 3)
+        for size, mode in plan:
+            n = max(100, int(counts[size] * scale))
+            qn = max(100, int(qcounts[size] * scale))
+            a, b = [], []
+            for _ in range(reps):  # interleaved: A B A B
+                a.append(run_shmbus(size, n, view=mode == "view", batch=1000 if mode == "batch" else 0))
+                progress.advance(task)
+                b.append(run_queue(size, qn))
+                progress.advance(task)
+            rows.append({"size": size, "mode": mode, "shmbus": summary(a), "queue": summary(b)})
+        rt_n = 3000 if args.quick else 20000
+        latency = {
+            "shmbus spinning": round_trip("shmbus", rt_n, spin=1.0),
+            "shmbus blocking": round_trip("shmbus", rt_n // 2, spin=0.0),
+        }
+        progress.advance(task)
+        latency["multiprocessing.Queue"] = round_trip("queue", rt_n // 2)
+        progress.advance(task, 2)
+
+    table = Table(title="1 producer -> 1 consumer, separate processes, every message verified")
+    for col in ("size", "mode", "shmbus msgs/s", "spread", "mp.Queue msgs/s", "spread", "ratio"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        sm, qm = r["shmbus"]["median"], r["queue"]["median"]
+        table.add_row(_size(r["size"]), {"value": "fresh bytes", "view": "zero-copy",
+                                         "batch": "send_many/poll_batch"}[r["mode"]],
+                      fmt_rate(sm, r["size"]), f"{r['shmbus']['spread_pct']:.0f} %",
+                      fmt_rate(qm, r["size"]), f"{r['queue']['spread_pct']:.0f} %", f"{sm / qm:.1f}x")
+    console.print(table)
+    lt = Table(title="Round trip, 64 B ping-pong (µs)")
+    for col in ("library", "p50", "p99", "p99.9"):
+        lt.add_column(col, justify="right")
+    for k, v in latency.items():
+        lt.add_row(k, f"{v['p50']:.1f}", f"{v['p99']:.1f}", f"{v['p999']:.1f}")
+    console.print(lt)
+    console.print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    console.print(f"repetitions: {reps}, interleaved; command: python benchmarks/bench_core.py "
+                  + " ".join(argv if argv is not None else sys.argv[1:]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "throughput": rows, "round_trip_us": latency}, f, indent=2)
+
+
+def _size(n):
+    return f"{n // MiB} MiB" if n >= MiB else f"{n // KiB} KiB" if n >= KiB else f"{n} B"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The ``shmbus`` command line."""
+import argparse
+import sys
+from typing import List, Optional
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="shmbus", description="A message bus for processes on one host.")
+    ap.add_argument("--version", action="version", version=f"shmbus {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser("demo", help="producers, subscribers and live figures")
+    demo.add_argument("--producers", type=int, default=2)
+    demo.add_argument("--subscribers", type=int, default=3)
+    demo.add_argument("--seconds", type=float, default=5.0, help="how long the producers publish")
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_usage(sys.stderr)
+        return 2
+    if args.command == "demo":
+        if args.producers < 1 or args.subscribers < 1 or args.seconds <= 0:
+            ap.error("--producers and --subscribers must be >= 1, --seconds > 0")
+        from . import _demo
+        return _demo.run(args.producers, args.subscribers, args.seconds)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
