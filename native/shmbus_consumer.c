@@ -99,6 +99,8 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
         return NULL;
     }
     *err = join_private_group(t, c->member, flags, start, &c->group);
+    if (*err == SHMBUS_ENOSLOT && shmbus_reap_groups(t) > 0)
+        *err = join_private_group(t, c->member, flags, start, &c->group);
     if (*err != SHMBUS_OK) {
         shmbus_lock_release(lock_fd, SHMBUS_LOCK_MEMBER(c->member));
         free(c);

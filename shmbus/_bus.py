@@ -213,7 +213,7 @@ class Bus:
         self._check_open()
         _names.check_name(topic, "topic")
         m = self._maps.get(topic)
-        if m is not None and m.refs > 0 and _segment.exists(_names.meta_segment(self.name, topic)):
+        if m is not None and m.is_current():
             return m.acquire()
         m = TopicMap(self.name, topic, self._liveness_ns)
         old = self._maps.pop(topic, None)

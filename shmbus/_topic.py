@@ -73,6 +73,16 @@ class TopicMap:
         self.maps = [s.mm for s in parts]
         self.views = [memoryview(s.mm) for s in parts]
 
+    def is_current(self) -> bool:
+        """Whether the topic's name still refers to the segments mapped here (it
+        may have been deleted, or deleted and created again)."""
+        try:
+            st = os.stat(os.path.join(_segment.SHM_DIR, self.meta.name))
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.meta.fd)
+        return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+
     def lock_fd(self) -> int:
         return self.meta.open_fd()
 
