@@ -136,6 +136,10 @@ void shmbus_consumer_close(shmbus_consumer *consumer);
 int shmbus_poll(shmbus_consumer *consumer, uint64_t *delivery);
 int shmbus_poll_batch(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t max);
 int shmbus_wait(shmbus_consumer *consumer, int64_t timeout_ns, int64_t spin_ns);
+/* poll_batch, and when nothing is there, wait (spin, then sleep) up to timeout_ns
+ * and poll again: one call for the whole of a waiting poll. */
+int shmbus_poll_wait(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t max,
+                     int64_t timeout_ns, int64_t spin_ns);
 int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
                        uint64_t length);
 uint64_t shmbus_lag(shmbus_consumer *consumer);

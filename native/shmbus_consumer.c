@@ -303,6 +303,25 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     return r;
 }
 
+int shmbus_poll_wait(shmbus_consumer *c, uint64_t *out, uint32_t max, int64_t timeout_ns,
+                     int64_t spin_ns)
+{
+    int n = shmbus_poll_batch(c, out, max);
+    if (n != 0 || timeout_ns <= 0)
+        return n;
+    int64_t deadline = shmbus_now_monotonic() + timeout_ns;
+    for (;;) {
+        int r = shmbus_wait(c, deadline - shmbus_now_monotonic(), spin_ns);
+        n = shmbus_poll_batch(c, out, max);
+        if (n != 0)
+            return n;
+        if (r == SHMBUS_INTERRUPTED)
+            return r;
+        if (shmbus_now_monotonic() >= deadline)
+            return 0;
+    }
+}
+
 int shmbus_still_there(shmbus_consumer *c, uint32_t partition, uint64_t position, uint64_t length)
 {
     if (partition >= c->topic->count)

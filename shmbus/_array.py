@@ -14,9 +14,11 @@ def prepare(array: Any) -> Tuple[memoryview, str]:
         raise TypeError(f"send_array takes a numpy.ndarray, not {type(array).__name__}")
     if array.dtype.hasobject:
         raise TypeError("arrays of Python objects cannot be sent; pickle them instead")
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:
+        array = array.copy(order="C")
     descr = repr((npformat.dtype_to_descr(array.dtype), array.shape))
-    return memoryview(array).cast("B"), descr
+    # as flat bytes: works for 0-d, empty and datetime arrays alike
+    return memoryview(array.reshape(-1).view(np.uint8)), descr
 
 
 def restore(buffer: Any, descr: str) -> np.ndarray:

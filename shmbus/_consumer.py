@@ -13,10 +13,12 @@ from ._producer import process_start_time
 from ._topic import TopicMap, close_fd
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
-_poll_batch = lib.shmbus_poll_batch
+_poll_wait = lib.shmbus_poll_wait
+_INTERRUPTED = lib.SHMBUS_INTERRUPTED
 _unpack = ffi.unpack
 _new = object.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
+_SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
 MAX_BATCH = 65536
 # Deliveries fetched per call into the core by poll(); handed out one per poll.
@@ -87,6 +89,8 @@ class Consumer:
         """The next message, or None when ``timeout`` seconds pass first.
         ``timeout=0`` never waits; ``None`` waits until a message arrives or the
         consumer is closed (then None).  Releases the previously polled messages."""
+        if timeout and timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         i = self._i
         if i < self._n:
             self._held = i
@@ -112,6 +116,8 @@ class Consumer:
             raise TypeError("max_messages must be an int")
         if not 1 <= max_messages <= MAX_BATCH:
             raise ConfigError(f"max_messages must be between 1 and {MAX_BATCH}")
+        if timeout and timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         i = self._i
         if i >= self._n:
             if not self._fetch(max_messages, timeout):
@@ -131,8 +137,8 @@ class Consumer:
         return out
 
     def _fetch(self, max_messages: int, timeout: Optional[float]) -> int:
-        """One call into the core for up to ``max_messages`` deliveries, which
-        also commits everything handed out before; waits up to ``timeout``."""
+        """One call into the core for up to ``max_messages`` deliveries (waiting up
+        to ``timeout``), which also commits everything handed out before."""
         self._busy = True
         try:
             if self._closing:
@@ -142,34 +148,32 @@ class Consumer:
                 self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
             self._flat = ()  # every message handed out so far is released now
             self._i = self._n = 0
-            n = _poll_batch(self._h, self._out, max_messages)
-            if n == 0 and timeout != 0:
-                timeout = seconds(timeout, "timeout")
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while n == 0 and self._wait(deadline):
-                    n = _poll_batch(self._h, self._out, max_messages)
-            if n < 0:
+            if timeout is None:
+                n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
+                while n == 0 and not self._closing:
+                    n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
+            elif timeout == 0:
+                n = _poll_wait(self._h, self._out, max_messages, 0, 0)
+            else:
+                deadline = time.monotonic() + seconds(timeout, "timeout")
+                while True:
+                    left = min(_WAIT_SLICE, deadline - time.monotonic())
+                    n = _poll_wait(self._h, self._out, max_messages, int(max(left, 0) * 1e9),
+                                   self._spin)
+                    if n or left <= 0 or self._closing:
+                        break
+            if n < 0 and n != _INTERRUPTED:
                 raise error(n, f"poll of {self.topic!r}")
-            if n:
+            if n > 0:
                 self._flat = self._fields[:n * _FIELDS].tolist()
                 self._n = n * _FIELDS
                 self._held = 0
-            return n
+                return n
+            return 0
         finally:
             self._busy = False
             if self._closing:
                 self._release()
-
-    def _wait(self, deadline: Optional[float]) -> bool:
-        """Wait until something may be readable; False at the deadline or on close."""
-        h = self._h
-        while not self._closing:
-            left = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
-            if left <= 0:
-                return False
-            if lib.shmbus_wait(h, int(left * 1e9), self._spin) == lib.SHMBUS_OK:
-                return not self._closing
-        return False
 
     def _closed_result(self) -> int:
         if self._h is None:
@@ -215,6 +219,7 @@ class Consumer:
             return
         self._closing = True
         self._n = 0  # poll() stops handing out fetched deliveries
+        self._flat = ()  # and the messages it handed out are released
         if self._busy:
             lib.shmbus_wake_consumers(self._map.handle)
         else:

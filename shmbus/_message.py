@@ -77,6 +77,8 @@ class Message:
 
     def _copy(self, start: int, length: int) -> bytes:
         f, i = self._f, self._i
+        if self._c.closed and not self._held():
+            raise MessageReleasedError("the consumer of this message is closed")
         at = f[i + _AT] + start
         data = self._c._maps[f[i + _PARTITION]][at:at + length]
         if not self._held() and not self._c._still_there(f[i + _PARTITION], f[i + _POS]):

@@ -1,4 +1,5 @@
 """Producer: writes messages to a topic."""
+import array
 import os
 import time
 from typing import Any, Iterable, Mapping, Optional, Union
@@ -30,6 +31,15 @@ def process_start_time() -> int:
             return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return int(psutil.Process().create_time() * 100)
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        raise TypeError("value must be bytes or a buffer, not str (encode it, or use a serializer)")
+    try:
+        return memoryview(value).tobytes()
+    except TypeError:
+        raise TypeError(f"value must be bytes or a buffer, not {type(value).__name__}") from None
 
 
 def key_bytes(key: Key) -> Optional[bytes]:
@@ -128,9 +138,18 @@ class Producer:
         h = self._h
         if h is None:
             raise ClosedError("producer is closed")
-        items = [v if type(v) is bytes else bytes(self._buffer(v)[0]) for v in values]
+        items = values if isinstance(values, list) else list(values)
         if not items:
             return 0
+        try:  # bytes and other flat buffers join without a Python loop
+            data = b"".join(items)
+            lengths = array.array("Q", map(len, items))
+        except TypeError:
+            data = None
+        if data is None or len(data) != sum(lengths):  # str, or buffers of wider items
+            items = [_as_bytes(v) for v in items]
+            data = b"".join(items)
+            lengths = array.array("Q", map(len, items))
         k = key_bytes(key)
         klen = len(k) if k else 0
         if partition is None:
@@ -140,12 +159,13 @@ class Producer:
                 partition = self._next
                 self._next = (partition + 1) % self._partitions
         self._check_partition(partition)
-        lengths = [len(v) for v in items]
-        for n in lengths:
-            if n > self._max:
-                raise MessageTooLargeError(f"message of {n} bytes exceeds max_message_size {self._max}")
-        buf = ffi.from_buffer(b"".join(items))
-        lens = ffi.new("uint64_t[]", lengths)
+        if max(lengths) > self._max:
+            raise MessageTooLargeError(
+                f"message of {max(lengths)} bytes exceeds max_message_size {self._max}")
+        if klen > lib.SHMBUS_MAX_KEY_SIZE:
+            raise MessageTooLargeError(f"key of {klen} bytes exceeds {lib.SHMBUS_MAX_KEY_SIZE}")
+        buf = ffi.from_buffer(data)
+        lens = ffi.from_buffer("uint64_t[]", lengths)
         acc = self._accepted
         sent = at = 0
         deadline = None

@@ -71,7 +71,7 @@ class TopicMap:
         self.meta = meta
         # per partition: the mapping and a memoryview over it, for message bytes
         self.maps = [s.mm for s in parts]
-        self.views = [memoryview(s.mm) for s in parts]
+        self.views = [memoryview(s.mm).toreadonly() for s in parts]  # readers never write
 
     def is_current(self) -> bool:
         """Whether the topic's name still refers to the segments mapped here (it

@@ -11,9 +11,13 @@ import shmbus
 SHM = "/dev/shm"
 
 
+SESSION = f"test-{os.getpid()}-"  # every bus this session makes starts so
+
+
 def _shmbus_entries():
+    """This session's segments (other sessions may run beside it)."""
     try:
-        return {n for n in os.listdir(SHM) if n.startswith("shmbus:")}
+        return {n for n in os.listdir(SHM) if n.startswith("shmbus:" + SESSION)}
     except FileNotFoundError:
         return set()
 
@@ -33,7 +37,7 @@ def shm_left_as_found():
 
 @pytest.fixture
 def bus_name():
-    return f"test-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+    return f"{SESSION}{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
