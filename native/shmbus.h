@@ -53,7 +53,8 @@ enum shmbus_delivery_field {
     SHMBUS_D_HEADERS_LEN = 5,
     SHMBUS_D_TIMESTAMP = 6,
     SHMBUS_D_POSITION = 7,    /* ring position of the record, to check it is still there */
-    SHMBUS_DELIVERY_FIELDS = 8
+    SHMBUS_D_KEYED = 8,       /* 1 when the record has a key (perhaps empty) */
+    SHMBUS_DELIVERY_FIELDS = 9
 };
 
 /* A copy of a topic's configuration, for callers. */

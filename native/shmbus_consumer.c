@@ -209,6 +209,7 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         out[SHMBUS_D_HEADERS_LEN] = s->headers_len;
         out[SHMBUS_D_TIMESTAMP] = (uint64_t)s->timestamp_ns;
         out[SHMBUS_D_POSITION] = position;
+        out[SHMBUS_D_KEYED] = s->flags & SHMBUS_RECORD_KEYED;
         store_release(&gl->cursor, cur + 1);
         store_relaxed(&gl->delivered, load_relaxed(&gl->delivered) + 1);
         c->parts[i].release = cur + 1;

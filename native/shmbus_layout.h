@@ -195,6 +195,7 @@ struct shmbus_partition {
 };
 
 #define SHMBUS_RECORD_ALIGN 8
+#define SHMBUS_RECORD_KEYED 1 /* slot flag: the record has a key, perhaps empty */
 
 _Static_assert(sizeof(struct shmbus_slot) == SHMBUS_CACHE_LINE, "a slot is one cache line");
 _Static_assert(sizeof(struct shmbus_group_line) == SHMBUS_CACHE_LINE, "group line");

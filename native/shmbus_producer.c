@@ -63,10 +63,15 @@ static inline uint64_t claim_position(const struct shmbus_ring *r, uint64_t posi
     return phys + bytes > r->capacity ? position + (r->capacity - phys) : position;
 }
 
-static inline int claim_fits(const struct shmbus_ring *r, uint64_t end, uint64_t offsets_end,
-                             const struct shmbus_limit *lim)
+/* A claim of [from .. end) (skipped bytes included) may overwrite what lies a lap
+ * behind it only where that is free: below lim, or at or after `from`, which
+ * nobody has claimed.  So an empty ring takes any record up to its capacity,
+ * wherever the tail stands in the lap. */
+static inline int claim_fits(const struct shmbus_ring *r, uint64_t from, uint64_t end,
+                             uint64_t offsets_end, const struct shmbus_limit *lim)
 {
-    return end - lim->position <= r->capacity && offsets_end - lim->offset <= r->slot_count;
+    return (end - lim->position <= r->capacity || lim->position >= from) &&
+           offsets_end - lim->offset <= r->slot_count;
 }
 
 static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t position,
@@ -81,7 +86,7 @@ static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t
     s->value_len = (uint32_t)value_len;
     s->key_len = (uint16_t)key_len;
     s->headers_len = headers_len;
-    s->flags = 0;
+    s->flags = key ? SHMBUS_RECORD_KEYED : 0;
     s->checksum = 0;
     memcpy(d, value, value_len / 2);
     FAULT_POINT(SHMBUS_FAULT_DURING_COPY);
@@ -139,9 +144,9 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
         position = claim_position(r, tail.position, bytes);
         next.position = position + bytes;
         next.offset = tail.offset + 1;
-        if (!claim_fits(r, next.position, next.offset, lim)) {
+        if (!claim_fits(r, tail.position, next.position, next.offset, lim)) {
             *lim = shmbus_ring_free_point(t, partition);
-            if (!claim_fits(r, next.position, next.offset, lim))
+            if (!claim_fits(r, tail.position, next.position, next.offset, lim))
                 return SHMBUS_FULL;
         }
         /* Published before the claim (the CAS is a full barrier): a reader that
@@ -192,12 +197,12 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
         for (n = 0; n < count; n++) {
             uint64_t bytes = record_bytes(lengths[n] + key_len);
             uint64_t e = claim_position(r, end, bytes) + bytes;
-            if (!claim_fits(r, e, tail.offset + n + 1, lim)) {
+            if (!claim_fits(r, end, e, tail.offset + n + 1, lim)) {
                 if (refreshed)
                     break;
                 *lim = shmbus_ring_free_point(t, partition);
                 refreshed = 1;
-                if (!claim_fits(r, e, tail.offset + n + 1, lim))
+                if (!claim_fits(r, end, e, tail.offset + n + 1, lim))
                     break;
             }
             end = e;
@@ -235,7 +240,7 @@ static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)
     struct shmbus_point tail = point_load(&r->p->tail.tail);
     uint64_t end = claim_position(r, tail.position, bytes) + bytes;
     pr->limits[partition] = shmbus_ring_free_point(pr->topic, partition);
-    return claim_fits(r, end, tail.offset + 1, &pr->limits[partition]);
+    return claim_fits(r, tail.position, end, tail.offset + 1, &pr->limits[partition]);
 }
 
 int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_len,

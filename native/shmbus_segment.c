@@ -221,9 +221,10 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     if (partition >= t->count)
         return SHMBUS_EINVAL;
     struct shmbus_partition *p = t->rings[partition].p;
+    struct shmbus_limit held = shmbus_ring_free_point(t, partition);
     struct shmbus_point tail = point_load(&p->tail.tail);
-    out->head_offset = load_acquire(&p->head.offset);
-    out->head_position = load_acquire(&p->head.position);
+    out->head_offset = held.offset;
+    out->head_position = held.position;
     out->tail_offset = tail.offset;
     out->tail_position = tail.position;
     out->dropped_full = load_relaxed(&p->counters.dropped_full);

@@ -119,19 +119,7 @@ class Bus:
         meta.close()
 
     def _compare(self, name: str, given: Dict[str, Any], wanted: Dict[str, Any]) -> None:
-        m = self._map(name)
-        try:
-            info = m.info
-            stored = {
-                "partitions": info["partitions"], "capacity": info["capacity"],
-                "max_message_size": info["max_message_size"], "max_messages": info["slot_count"],
-                "on_full": _name_of(ON_FULL, info["on_full"]),
-                "retention": _name_of(RETENTION, info["retention"]),
-                "fsync": _name_of(FSYNC, info["fsync"]), "mode": info["mode"],
-                "dedup_window": info["dedup_window_ns"] / 1e9,
-            }
-        finally:
-            m.release()
+        stored = self.topic_info(name)
         for k in given:
             if k in stored and stored[k] != wanted[k]:
                 raise ConfigMismatchError(
@@ -140,6 +128,9 @@ class Bus:
     def topics(self) -> List[str]:
         """Names of this bus's topics."""
         self._check_open()
+        return self._topic_names()
+
+    def _topic_names(self) -> List[str]:
         out = []
         for seg in _segment.list_names(_names.bus_segment(self.name) + ":"):
             parsed = _names.parse_segment(seg)
@@ -147,13 +138,24 @@ class Bus:
                 out.append(parsed[1])
         return out
 
-    def topic_info(self, name: str) -> Dict[str, int]:
-        """The stored configuration of a topic (capacity as rounded, and so on)."""
+    def topic_info(self, name: str) -> Dict[str, Any]:
+        """A topic's configuration as stored (capacity as rounded, and so on), with
+        create_topic's option names, plus ``layout_version`` and ``created_ns``."""
         m = self._map(name)
         try:
-            return dict(m.info)
+            i = m.info
         finally:
             m.release()
+        return {
+            "partitions": i["partitions"], "capacity": i["capacity"],
+            "max_message_size": i["max_message_size"], "max_messages": i["slot_count"],
+            "on_full": _name_of(ON_FULL, i["on_full"]),
+            "retention": _name_of(RETENTION, i["retention"]),
+            "retention_bytes": i["retention_bytes"] or None,
+            "retention_seconds": i["retention_ns"] / 1e9 or None,
+            "fsync": _name_of(FSYNC, i["fsync"]), "dedup_window": i["dedup_window_ns"] / 1e9,
+            "mode": i["mode"], "layout_version": i["layout_version"], "created_ns": i["created_ns"],
+        }
 
     def stats(self, name: str) -> Dict[str, Any]:
         """Live figures of a topic, read from shared memory without locks:
@@ -199,8 +201,8 @@ class Bus:
         _segment.unlink(prefix + "meta")
 
     def unlink(self) -> None:
-        """Remove the whole bus: every topic and the bus itself."""
-        for t in self.topics():
+        """Remove the whole bus: every topic and the bus itself (also after close)."""
+        for t in self._topic_names():
             self._remove_segments(t)
         for seg in list(_segment.list_names(_names.bus_segment(self.name) + ":")):
             _segment.unlink(seg)

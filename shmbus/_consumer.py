@@ -183,7 +183,10 @@ class Consumer:
     def __iter__(self) -> Iterator[Message]:
         """Messages as they arrive; ends quietly when the consumer is closed."""
         while not self._closing:
-            msg = self.poll(None)
+            try:
+                msg = self.poll(None)
+            except ClosedError:  # closed by another thread since the check above
+                return
             if msg is not None:
                 yield msg
 

@@ -17,6 +17,7 @@ _KLEN = lib.SHMBUS_D_KEY_LEN
 _HLEN = lib.SHMBUS_D_HEADERS_LEN
 _TS = lib.SHMBUS_D_TIMESTAMP
 _POS = lib.SHMBUS_D_POSITION
+_KEYED = lib.SHMBUS_D_KEYED
 
 
 class Offset(NamedTuple):
@@ -100,8 +101,7 @@ class Message:
     @property
     def key(self) -> Optional[bytes]:
         f, i = self._f, self._i
-        n = f[i + _KLEN]
-        return self._copy(f[i + _VLEN], n) if n else None
+        return self._copy(f[i + _VLEN], f[i + _KLEN]) if f[i + _KEYED] else None
 
     @property
     def headers(self) -> Dict[str, Any]:

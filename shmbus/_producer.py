@@ -9,7 +9,7 @@ import psutil
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
 from ._core import NULL, error
-from ._errors import BusFull, ClosedError, MessageTooLargeError, ShmbusError
+from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError
 from ._message import Offset
 from ._native import ffi, lib
 from ._topic import TopicMap, close_fd
@@ -97,6 +97,8 @@ class Producer:
         h = self._h
         if h is None:
             raise ClosedError("producer is closed")
+        if timeout and timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         if type(value) is bytes:
             n = len(value)
             if key is None and headers is None and partition is None and msg_id is None and self._single:
@@ -118,11 +120,13 @@ class Producer:
         if partition is None:
             if self._partitions == 1:
                 partition = 0
-            elif klen:
+            elif k is not None:
                 partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
             else:
                 partition = self._next
                 self._next = (partition + 1) % self._partitions
+        else:
+            self._check_partition(partition)
         r = _send(h, partition, value, n, k, klen, hb, hlen)
         if r >= 0:
             return _tuple_new(Offset, (partition, r))
@@ -138,6 +142,8 @@ class Producer:
         h = self._h
         if h is None:
             raise ClosedError("producer is closed")
+        if timeout and timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         items = values if isinstance(values, list) else list(values)
         if not items:
             return 0
@@ -153,7 +159,7 @@ class Producer:
         k = key_bytes(key)
         klen = len(k) if k else 0
         if partition is None:
-            if k:
+            if k is not None:
                 partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
             else:
                 partition = self._next
@@ -171,7 +177,7 @@ class Producer:
         deadline = None
         while sent < len(items):
             r = lib.shmbus_send_batch(h, partition, buf + at, lens + sent, len(items) - sent,
-                                      k or NULL, klen, acc)
+                                      NULL if k is None else k, klen, acc)
             if r == _FULL:
                 if self.on_full == "drop_newest":
                     lib.shmbus_count_drop(h, partition, len(items) - sent)
@@ -220,7 +226,7 @@ class Producer:
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise TypeError(f"partition must be an int, not {type(partition).__name__}")
         if not 0 <= partition < self._partitions:
-            raise ShmbusError(
+            raise ConfigError(
                 f"partition {partition} out of range: topic {self.topic!r} has {self._partitions}"
             )
 
