@@ -44,6 +44,10 @@ static int join_private_group(shmbus_topic *t, uint32_t member, uint32_t flags, 
         uint32_t state = SHMBUS_GROUP_FREE;
         if (!cas(&rec->state, &state, (uint32_t)SHMBUS_GROUP_JOINING))
             continue;
+        /* "earliest" is the oldest message some group still holds (or, with no
+         * group, the oldest kept for the first to come): raise the head to it */
+        for (uint32_t i = 0; i < t->count; i++)
+            shmbus_ring_free_point(t, i);
         rec->flags = flags | SHMBUS_GROUP_PRIVATE;
         rec->owner_member = member;
         rec->owner_since = load_acquire(&m->members[member].attached_ns);
@@ -68,7 +72,8 @@ static int join_private_group(shmbus_topic *t, uint32_t member, uint32_t flags, 
             store_max(&gl->committed_position, load_acquire(&p->head.position));
             uint64_t head = load_acquire(&p->head.offset);
             store_max(&gl->committed_offset, head);
-            uint64_t cursor = start == SHMBUS_START_LATEST ? point_load(&p->tail.tail).offset : head;
+            /* a new group has nothing committed: "committed" starts it at the end */
+            uint64_t cursor = start == SHMBUS_START_EARLIEST ? head : point_load(&p->tail.tail).offset;
             store_release(&gl->cursor, cursor);
         }
         m->members[member].group = g;
@@ -122,6 +127,7 @@ static void advance_committed(struct shmbus_ring *r, struct shmbus_group_line *g
         return;
     uint64_t pos = load_relaxed(&gl->committed_position);
     uint64_t start = off;
+    int padding = 0;
     for (; off < upto; off++) {
         const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
         uint64_t seq = load_acquire(&s->seq);
@@ -129,12 +135,21 @@ static void advance_committed(struct shmbus_ring *r, struct shmbus_group_line *g
             uint64_t end = s->position + slot_record_bytes(s);
             if (end > pos)
                 pos = end;
-        } else if (seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
+        } else if (seq == ((off + 1) | SHMBUS_SEQ_PADDING)) {
+            padding = 1;
+        } else {
             break;
         }
     }
     if (off == start)
         return;
+    /* A recovered claim's extent is unknown; once every offset claimed so far is
+     * done, so is every byte claimed so far (the tail point is read whole). */
+    if (padding) {
+        struct shmbus_point tail = point_load(&r->p->tail.tail);
+        if (tail.offset == off && tail.position > pos)
+            pos = tail.position;
+    }
     store_release(&gl->committed_position, pos);
     /* seq_cst: the waiter count below is read after this store is visible */
     store_seq_cst(&gl->committed_offset, off);
@@ -228,6 +243,8 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         cp->stuck_offset = cur;
         cp->stuck_since = now;
     } else if (now - cp->stuck_since >= t->liveness_ns && recover_claim(t, r, cur)) {
+        /* the next offset may be the same dead claim (a batch): look at it at once */
+        cp->stuck_offset = cur + 1;
         return READ_SKIP;
     }
     return READ_NONE;

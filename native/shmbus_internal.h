@@ -33,6 +33,7 @@ struct shmbus_producer {
     shmbus_topic *topic;
     int lock_fd;
     uint32_t index;
+    int64_t last_reap; /* monotonic ns of the last look for dead consumers' groups */
     struct shmbus_limit limits[]; /* cached free points, per partition */
 };
 

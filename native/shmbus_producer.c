@@ -114,6 +114,34 @@ static inline void announce(struct shmbus_producer_line *line, uint64_t first, u
     store_release(&line->intent, first);
 }
 
+/* A full ring may be held by a dead consumer's group.  Looking costs system
+ * calls, so a producer that keeps finding the ring full (drop_newest, error)
+ * looks at most a few times per liveness timeout; 1 when it released a group. */
+static int reap_now(shmbus_producer *pr)
+{
+    int64_t now = shmbus_now_monotonic();
+    if (now - pr->last_reap < pr->topic->liveness_ns / 4)
+        return 0;
+    pr->last_reap = now;
+    return shmbus_reap_groups(pr->topic) > 0;
+}
+
+/* The cached free point was not enough: compute it again, and if the claim
+ * still does not fit, release dead consumers' groups and try once more. */
+static int refresh_limit(shmbus_producer *pr, uint32_t partition, uint64_t from, uint64_t end,
+                         uint64_t offsets_end)
+{
+    struct shmbus_ring *r = &pr->topic->rings[partition];
+    struct shmbus_limit *lim = &pr->limits[partition];
+    *lim = shmbus_ring_free_point(pr->topic, partition);
+    if (claim_fits(r, from, end, offsets_end, lim))
+        return 1;
+    if (!reap_now(pr))
+        return 0;
+    *lim = shmbus_ring_free_point(pr->topic, partition);
+    return claim_fits(r, from, end, offsets_end, lim);
+}
+
 static int64_t check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,
                            uint32_t key_len, uint32_t headers_len)
 {
@@ -144,11 +172,9 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
         position = claim_position(r, tail.position, bytes);
         next.position = position + bytes;
         next.offset = tail.offset + 1;
-        if (!claim_fits(r, tail.position, next.position, next.offset, lim)) {
-            *lim = shmbus_ring_free_point(t, partition);
-            if (!claim_fits(r, tail.position, next.position, next.offset, lim))
-                return SHMBUS_FULL;
-        }
+        if (!claim_fits(r, tail.position, next.position, next.offset, lim) &&
+            !refresh_limit(pr, partition, tail.position, next.position, next.offset))
+            return SHMBUS_FULL;
         /* Published before the claim (the CAS is a full barrier): a reader that
          * finds this offset claimed but not committed asks whether we live. */
         announce(&p->producers[pr->index], tail.offset, next.offset);
@@ -198,12 +224,9 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
             uint64_t bytes = record_bytes(lengths[n] + key_len);
             uint64_t e = claim_position(r, end, bytes) + bytes;
             if (!claim_fits(r, end, e, tail.offset + n + 1, lim)) {
-                if (refreshed)
+                if (refreshed || !refresh_limit(pr, partition, end, e, tail.offset + n + 1))
                     break;
-                *lim = shmbus_ring_free_point(t, partition);
                 refreshed = 1;
-                if (!claim_fits(r, end, e, tail.offset + n + 1, lim))
-                    break;
             }
             end = e;
         }

@@ -75,13 +75,17 @@ static int owner_alive(shmbus_topic *t, const struct shmbus_group_record *g)
 }
 
 /* The entry stays busy (JOINING) until its mask bits are gone, so a new group
- * cannot take it and then lose its bits. */
+ * cannot take it and then lose its bits.  The head first moves to what every
+ * group (this one included) has consumed: that is gone for good, and a group
+ * that joins later at "earliest" never sees it again. */
 int shmbus_group_release(shmbus_topic *t, uint32_t g)
 {
     struct shmbus_group_record *rec = &t->meta->groups[g];
     uint32_t state = SHMBUS_GROUP_ACTIVE;
     if (!cas(&rec->state, &state, (uint32_t)SHMBUS_GROUP_JOINING))
         return 0;
+    for (uint32_t i = 0; i < t->count; i++)
+        shmbus_ring_free_point(t, i);
     __atomic_fetch_and(&t->meta->masks.tethered, ~(1ULL << g), __ATOMIC_SEQ_CST);
     __atomic_fetch_and(&t->meta->masks.active, ~(1ULL << g), __ATOMIC_SEQ_CST);
     store_release(&rec->state, (uint32_t)SHMBUS_GROUP_FREE);

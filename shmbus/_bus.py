@@ -1,16 +1,15 @@
 """Bus: a named namespace of topics in shared memory."""
-import os
 from typing import Any, Dict, List, Optional
 
 from . import _names, _segment
-from ._config import FSYNC, ON_FULL, RETENTION, TOPIC_DEFAULTS, seconds, topic_config
+from ._config import FSYNC, ON_FULL, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
 from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, TopicExistsError,
                       TopicNotFoundError)
 from ._native import ffi, lib
 from ._producer import Producer
-from ._topic import TopicMap, read_info
+from ._topic import TopicMap
 
 _UNSET: Any = type("Default", (), {"__repr__": lambda self: "<default>"})()
 

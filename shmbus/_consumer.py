@@ -5,17 +5,16 @@ import time
 from typing import Any, AsyncIterator, Iterator, List, Optional
 
 from ._config import ACK, ORDERING, START, choice, seconds
-from ._core import NULL, check, error
+from ._core import NULL, error
 from ._errors import ClosedError, ConfigError
 from ._message import Message
 from ._native import ffi, lib
-from ._producer import process_start_time
+from ._process import process_start_time
 from ._topic import TopicMap, close_fd
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
 _poll_wait = lib.shmbus_poll_wait
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
-_unpack = ffi.unpack
 _new = object.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
@@ -164,7 +163,7 @@ class Consumer:
                         break
             if n < 0 and n != _INTERRUPTED:
                 raise error(n, f"poll of {self.topic!r}")
-            if n > 0:
+            if n > 0 and not self._closing:  # closed meanwhile: hand out nothing
                 self._flat = self._fields[:n * _FIELDS].tolist()
                 self._n = n * _FIELDS
                 self._held = 0

@@ -8,7 +8,10 @@ class ShmbusError(Exception):
 
 class BusFull(ShmbusError):
     """A send found no room: the topic's ``on_full`` is ``"error"``, or ``"block"``
-    waited for its timeout."""
+    waited for its timeout.  From ``send_many``, ``accepted`` tells how many of
+    the messages were published before it was raised."""
+
+    accepted: int = 0
 
 
 class MessageTooLargeError(ShmbusError, ValueError):

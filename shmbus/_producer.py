@@ -4,14 +4,13 @@ import os
 import time
 from typing import Any, Iterable, Mapping, Optional, Union
 
-import psutil
-
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
 from ._core import NULL, error
 from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError
 from ._message import Offset
 from ._native import ffi, lib
+from ._process import process_start_time
 from ._topic import TopicMap, close_fd
 
 Key = Union[bytes, str, None]
@@ -22,15 +21,6 @@ _send_value = lib.shmbus_send_value
 _tuple_new = tuple.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a blocked send spins before it sleeps
-
-
-def process_start_time() -> int:
-    """This process's start time in clock ticks since boot, as the kernel reports it."""
-    try:
-        with open(f"/proc/{os.getpid()}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return int(psutil.Process().create_time() * 100)
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -138,7 +128,8 @@ class Producer:
     def send_many(self, values: Iterable[Any], key: Key = None,
                   partition: Optional[int] = None, timeout: Optional[float] = None) -> int:
         """Publish many messages with one call into the core per batch; returns how
-        many were accepted (fewer than given only under ``"drop_newest"``)."""
+        many were accepted (fewer than given only under ``"drop_newest"``).  When
+        it raises BusFull, the messages before ``e.accepted`` were published."""
         h = self._h
         if h is None:
             raise ClosedError("producer is closed")
@@ -182,9 +173,13 @@ class Producer:
                 if self.on_full == "drop_newest":
                     lib.shmbus_count_drop(h, partition, len(items) - sent)
                     break
-                if deadline is None:
-                    deadline = self._deadline(partition, timeout)
-                self._wait_for_room(partition, lengths[sent] + klen, deadline)
+                try:
+                    if deadline is None:
+                        deadline = self._deadline(partition, timeout)
+                    self._wait_for_room(partition, lengths[sent] + klen, deadline)
+                except BusFull as e:
+                    e.accepted = sent
+                    raise
                 continue
             if r < 0:
                 raise self._error(r, partition, max(lengths), klen, 0)
