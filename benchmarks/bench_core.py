@@ -155,11 +155,9 @@ def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
     s = ctx.Process(target=sender, args=sargs + (ready_s, go) + send_extra)
     r.start()
     try:
-        if not ready_r.wait(60):
-            raise RuntimeError("receiver did not start")
+        _wait_ready(ready_r, r, "receiver")
         s.start()
-        if not ready_s.wait(60):
-            raise RuntimeError("sender did not start")
+        _wait_ready(ready_s, s, "sender")
         go.set()
         t0, t1, got, bad = results.get(timeout=600)
         n = rargs[2]
@@ -168,10 +166,19 @@ def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
         return (n - 1) / (t1 - t0)
     finally:
         for p in (s, r):
+            if p.pid is None:
+                continue
             p.join(60)
             if p.is_alive():
                 p.kill()
                 p.join(5)
+
+
+def _wait_ready(event, proc, what):
+    deadline = time.monotonic() + 60
+    while not event.wait(0.1):
+        if not proc.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the {what} process did not start (exit code {proc.exitcode})")
 
 
 # -- round trip -------------------------------------------------------------------
@@ -268,6 +275,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer messages, one repetition")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--only", nargs="*", metavar="SIZE:MODE",
+                    help="run only these throughput rows, e.g. 64:value 65536:view 64:batch; "
+                         "no round trip")
     args = ap.parse_args(argv)
     reps = 1 if args.quick else args.reps
     scale = 0.2 if args.quick else 1.0
@@ -282,8 +292,10 @@ def main(argv=None):
     machine = describe()
     rows = []
     plan = [(s, "value") for s in SIZES] + [(64 * KiB, "view"), (MiB, "view"), (64, "batch")]
+    if args.only is not None:
+        plan = [(int(x.split(":")[0]), x.split(":")[1]) for x in args.only]
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("throughput", total=len(plan) * reps * 2 + 3)
+        task = progress.add_task("benchmark", total=len(plan) * reps * 2 + 4)
         for size, mode in plan:
             n = max(100, int(counts[size] * scale))
             qn = max(100, int(qcounts[size] * scale))
@@ -295,13 +307,15 @@ def main(argv=None):
                 progress.advance(task)
             rows.append({"size": size, "mode": mode, "shmbus": summary(a), "queue": summary(b)})
         rt_n = 3000 if args.quick else 20000
-        latency = {
-            "shmbus spinning": round_trip("shmbus", rt_n, spin=1.0),
-            "shmbus blocking": round_trip("shmbus", rt_n // 2, spin=0.0),
-        }
-        progress.advance(task)
-        latency["multiprocessing.Queue"] = round_trip("queue", rt_n // 2)
-        progress.advance(task, 2)
+        latency = {}
+        if args.only is None:
+            for label, kind, n, spin in (
+                    ("shmbus, spinning", "shmbus", rt_n, 1.0),
+                    ("shmbus, default (spins 50 µs, then sleeps)", "shmbus", rt_n // 2, 50e-6),
+                    ("shmbus, blocking (sleeps at once)", "shmbus", rt_n // 2, 0.0),
+                    ("multiprocessing.Queue", "queue", rt_n // 2, 0.0)):
+                latency[label] = round_trip(kind, n, spin=spin)
+                progress.advance(task)
 
     table = Table(title="1 producer -> 1 consumer, separate processes, every message verified")
     for col in ("size", "mode", "shmbus msgs/s", "spread", "mp.Queue msgs/s", "spread", "ratio"):
@@ -318,7 +332,8 @@ def main(argv=None):
         lt.add_column(col, justify="right")
     for k, v in latency.items():
         lt.add_row(k, f"{v['p50']:.1f}", f"{v['p99']:.1f}", f"{v['p999']:.1f}")
-    console.print(lt)
+    if latency:
+        console.print(lt)
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     console.print(f"repetitions: {reps}, interleaved; command: python benchmarks/bench_core.py "
                   + " ".join(argv if argv is not None else sys.argv[1:]))

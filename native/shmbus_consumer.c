@@ -298,6 +298,8 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     struct shmbus_wake_line *w = &t->meta->wake;
     int64_t start = shmbus_now_monotonic();
     store_relaxed(&t->meta->members[c->member].last_active_ns, (uint64_t)shmbus_now_realtime());
+    if (spin_ns > timeout_ns)
+        spin_ns = timeout_ns;
     while (shmbus_now_monotonic() - start < spin_ns) {
         if (available(c) > 0)
             return SHMBUS_OK;

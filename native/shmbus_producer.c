@@ -277,6 +277,8 @@ int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_l
     int64_t start = shmbus_now_monotonic();
     int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
     fetch_add(&p->counters.blocked_sends, 1);
+    if (timeout_ns >= 0 && spin_ns > timeout_ns)
+        spin_ns = timeout_ns;
     while (shmbus_now_monotonic() - start < spin_ns) {
         if (space_for(pr, partition, bytes))
             return SHMBUS_OK;

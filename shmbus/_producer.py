@@ -51,6 +51,9 @@ class Producer:
     the topic counts the drop); ``"error"`` raises :class:`BusFull` at once.
     """
 
+    __slots__ = ("topic", "on_full", "timeout", "_max", "_partitions", "_single", "_next", "_map",
+                 "_fd", "_h", "_pid", "_accepted", "__weakref__")
+
     def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
         if on_full is not None:
             choice(on_full, ON_FULL, "on_full")
@@ -120,9 +123,8 @@ class Producer:
         r = _send(h, partition, value, n, k, klen, hb, hlen)
         if r >= 0:
             return _tuple_new(Offset, (partition, r))
-        if r == _FULL:
-            return self._full(partition, n + klen + hlen, timeout,
-                              lambda: _send(self._h, partition, value, n, k, klen, hb, hlen))
+        if r == _FULL:  # no lambda here: it would make cells of these locals on every call
+            return self._full(timeout, (partition, value, n, k, klen, hb, hlen))
         raise self._error(r, partition, n, klen, hlen)
 
     def send_many(self, values: Iterable[Any], key: Key = None,
@@ -237,15 +239,16 @@ class Producer:
                 f"headers of {hlen} bytes exceed {lib.SHMBUS_MAX_HEADERS_SIZE}")
         return error(code, f"send to {self.topic!r}")
 
-    def _full(self, partition: int, record_len: int, timeout: Optional[float], retry) -> Optional[Offset]:
-        """The ring had no room: apply on_full.  ``retry`` sends again."""
+    def _full(self, timeout: Optional[float], args: tuple) -> Optional[Offset]:
+        """The ring had no room for ``_send(h, *args)``: apply on_full."""
+        partition, _, n, _, klen, _, hlen = args
         if self.on_full == "drop_newest":
             lib.shmbus_count_drop(self._h, partition, 1)
             return None
         deadline = self._deadline(partition, timeout)
         while True:
-            self._wait_for_room(partition, record_len, deadline)
-            r = retry()
+            self._wait_for_room(partition, n + klen + hlen, deadline)
+            r = _send(self._h, *args)
             if r >= 0:
                 return Offset(partition, r)
             if r != _FULL:
