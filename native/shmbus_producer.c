@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_copy.h"
 #include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_liveness.h"
@@ -88,13 +89,14 @@ static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t
     s->headers_len = headers_len;
     s->flags = key ? SHMBUS_RECORD_KEYED : 0;
     s->checksum = 0;
-    memcpy(d, value, value_len / 2);
+    int streamed = copy_in(d, value, value_len / 2);
     FAULT_POINT(SHMBUS_FAULT_DURING_COPY);
-    memcpy(d + value_len / 2, value + value_len / 2, value_len - value_len / 2);
+    streamed |= copy_in(d + value_len / 2, value + value_len / 2, value_len - value_len / 2);
     if (key_len)
         memcpy(d + value_len, key, key_len);
     if (headers_len)
         memcpy(d + value_len + key_len, headers, headers_len);
+    copy_fence(streamed);
 }
 
 /* The commit of the last record is seq_cst so that the load of the waiter count
