@@ -371,7 +371,7 @@ def kafka_partition(key: bytes, partitions: int) -> int:
 
 @pytest.mark.timeout(60)
 def test_same_key_same_partition_in_two_interpreters(bus, bus_name, procs):
-    bus.create_topic("keys", partitions=8)
+    bus.create_topic("keys", partitions=8, capacity=2**20)
     for i, seed in enumerate(["1", "2"]):  # two different salts for str hash()
         procs.start(f"k{i}", "key_partitions", env={"PYTHONHASHSEED": seed}, bus_name=bus_name,
                     topic="keys", keys=KEYS)
@@ -390,7 +390,7 @@ def test_same_key_same_partition_in_two_interpreters(bus, bus_name, procs):
 
 @pytest.mark.timeout(60)
 def test_empty_key_is_a_key_too(bus, bus_name, procs):
-    bus.create_topic("keys", partitions=8)
+    bus.create_topic("keys", partitions=8, capacity=2**20)
     procs.start("k", "key_partitions", bus_name=bus_name, topic="keys", keys=["", "", ""])
     r = procs.result("k")
     assert len(set(r["str"] + r["bytes"] + r["again"])) == 1, r
