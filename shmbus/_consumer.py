@@ -1,16 +1,15 @@
 """Consumer: reads a topic as a member of a group."""
 import asyncio
-import os
 import time
 from typing import Any, AsyncIterator, Iterator, List, Optional
 
 from ._config import ACK, ORDERING, START, choice, seconds
-from ._core import NULL, error
+from ._core import error
 from ._errors import ClosedError, ConfigError
 from ._message import Message
 from ._native import ffi, lib
-from ._process import process_start_time
-from ._topic import TopicMap, close_fd
+from ._handle import Handle
+from ._topic import TopicMap
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
 _poll_wait = lib.shmbus_poll_wait
@@ -25,7 +24,7 @@ MAX_BATCH = 65536
 PREFETCH = 64
 
 
-class Consumer:
+class Consumer(Handle):
     """Reads one topic.  Create with :meth:`Bus.consumer`.
 
     Without a group the consumer has a private group: it receives every message
@@ -35,9 +34,8 @@ class Consumer:
     ``Message.view()`` stays valid until then.
     """
 
-    __slots__ = ("topic", "group", "_busy", "_closing", "_map", "_maps", "_views", "_fd",
-                 "_h", "_pid", "_out", "_fields", "_flat", "_i", "_n", "_held", "_spin",
-                 "__weakref__")
+    __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
+                 "_n", "_held", "_spin")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -57,24 +55,14 @@ class Consumer:
             raise NotImplementedError("named groups and manual acknowledgement are not implemented yet")
         if not tethered:
             raise NotImplementedError("untethered consumers are not implemented yet")
-        self.topic = topic.name
         self.group = group
         self._busy = False
         self._closing = False
-        self._map = topic.acquire()
         self._maps = topic.maps
         self._views = topic.views
-        self._fd = topic.lock_fd()
         flags = lib.SHMBUS_GROUP_TETHERED if tethered else 0
-        err = ffi.new("int *")
-        h = lib.shmbus_consumer_open(topic.handle, self._fd, os.getpid(), process_start_time(),
-                                     flags, START[start], err)
-        if h == NULL:
-            close_fd(self._fd)
-            topic.release()
-            raise error(err[0], f"consumer on {self.topic!r}")
-        self._h = h
-        self._pid = os.getpid()
+        self._attach(topic, lambda t, fd, pid, st, err: lib.shmbus_consumer_open(
+            t, fd, pid, st, flags, START[start], err), "consumer")
         self._out = ffi.new("uint64_t[]", PREFETCH * _FIELDS)
         self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
         # deliveries fetched from the core: handed out from _i on; those from
@@ -228,26 +216,8 @@ class Consumer:
             self._release()
 
     def _release(self) -> None:
-        h, self._h = self._h, None
-        if h is None:
-            return
-        if os.getpid() == self._pid:
-            lib.shmbus_consumer_close(h)
-        close_fd(self._fd)
-        self._map.release()
+        self._detach(lib.shmbus_consumer_close)
 
     @property
     def closed(self) -> bool:
         return self._closing
-
-    def __enter__(self) -> "Consumer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

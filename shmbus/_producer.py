@@ -1,6 +1,5 @@
 """Producer: writes messages to a topic."""
 import array
-import os
 import time
 from typing import Any, Iterable, Mapping, Optional, Union
 
@@ -10,8 +9,8 @@ from ._core import NULL, error
 from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError
 from ._message import Offset
 from ._native import ffi, lib
-from ._process import process_start_time
-from ._topic import TopicMap, close_fd
+from ._handle import Handle
+from ._topic import TopicMap
 
 Key = Union[bytes, str, None]
 _FULL = lib.SHMBUS_FULL
@@ -42,7 +41,7 @@ def key_bytes(key: Key) -> Optional[bytes]:
     raise TypeError(f"key must be bytes or str, not {type(key).__name__}")
 
 
-class Producer:
+class Producer(Handle):
     """Writes messages to one topic.  Create with :meth:`Bus.producer`.
 
     When the topic is full, ``on_full`` decides: ``"block"`` waits up to ``timeout``
@@ -51,32 +50,21 @@ class Producer:
     the topic counts the drop); ``"error"`` raises :class:`BusFull` at once.
     """
 
-    __slots__ = ("topic", "on_full", "timeout", "_max", "_partitions", "_single", "_next", "_map",
-                 "_fd", "_h", "_pid", "_accepted", "__weakref__")
+    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_single", "_next", "_accepted")
 
     def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
         if on_full is not None:
             choice(on_full, ON_FULL, "on_full")
             if on_full not in ON_FULL_READY:
                 raise NotImplementedError(f"on_full={on_full!r} is not implemented yet")
-        self.topic = topic.name
         self.on_full = on_full or next(k for k, v in ON_FULL.items() if v == topic.info["on_full"])
         self.timeout = seconds(timeout, "timeout")
         self._max = topic.info["max_message_size"]
         self._partitions = topic.partitions
         self._single = topic.partitions == 1
         self._next = 0
-        self._map = topic.acquire()
-        self._fd = topic.lock_fd()
-        err = ffi.new("int *")
-        h = lib.shmbus_producer_open(topic.handle, self._fd, os.getpid(), process_start_time(), err)
-        if h == NULL:
-            close_fd(self._fd)
-            topic.release()
-            raise error(err[0], f"producer on {self.topic!r}")
-        self._h = h
-        self._pid = os.getpid()
         self._accepted = ffi.new("uint32_t *")
+        self._attach(topic, lib.shmbus_producer_open, "producer")
 
     # -- sending -------------------------------------------------------------------
 
@@ -274,26 +262,8 @@ class Producer:
 
     def close(self) -> None:
         """Detach from the topic.  Everything sent is already in shared memory."""
-        h, self._h = self._h, None
-        if h is None:
-            return
-        if os.getpid() == self._pid:
-            lib.shmbus_producer_close(h)
-        close_fd(self._fd)
-        self._map.release()
+        self._detach(lib.shmbus_producer_close)
 
     @property
     def closed(self) -> bool:
         return self._h is None
-
-    def __enter__(self) -> "Producer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
