@@ -25,6 +25,7 @@ import uuid
 import shmbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import floors  # noqa: E402
 from machine import describe  # noqa: E402
 
 KiB, MiB = 1024, 1024 * 1024
@@ -334,12 +335,16 @@ def main(argv=None):
         lt.add_row(k, f"{v['p50']:.1f}", f"{v['p99']:.1f}", f"{v['p999']:.1f}")
     if latency:
         console.print(lt)
+    floor = floors.report()
+    for label, text in floor:
+        console.print(f"floor, {label}: {text}")
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     console.print(f"repetitions: {reps}, interleaved; command: python benchmarks/bench_core.py "
                   + " ".join(argv if argv is not None else sys.argv[1:]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "throughput": rows, "round_trip_us": latency}, f, indent=2)
+            json.dump({"machine": machine, "throughput": rows, "round_trip_us": latency,
+                       "floors": dict(floor)}, f, indent=2)
 
 
 def _size(n):

@@ -10,16 +10,16 @@ and the benchmark's own stamping and checking.
 import os
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
 import shmbus
 from shmbus._native import lib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import floors  # noqa: E402
+
 N = 20_000
 U64 = struct.Struct("<Q")
 
@@ -33,16 +33,6 @@ def per_message(fn, setup=None, reps=7):
         fn()
         runs.append((time.perf_counter() - t) / N * 1e9)
     return statistics.median(runs)
-
-
-def c_floor() -> str:
-    """Build and run c_ring_floor.c (the C core, no Python): ns per send+poll."""
-    native = os.path.join(HERE, "..", "native")
-    exe = os.path.join(tempfile.mkdtemp(), "floor")
-    srcs = [os.path.join(native, f) for f in os.listdir(native) if f.endswith(".c")]
-    subprocess.run(["gcc", "-O2", "-mcx16", "-I", native, os.path.join(HERE, "c_ring_floor.c"), *srcs,
-                    "-o", exe], check=True)
-    return subprocess.run([exe], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -99,7 +89,7 @@ def main() -> None:
                 pass
 
         rows = [
-            ("C core alone (send + poll, one thread)", c_floor()),
+            ("C core alone (send + poll, one thread)", floors.c_ring()),
             ("empty Python loop", per_message(loop_empty)),
             ("cffi call shmbus_send_value (C included)", per_message(loop_raw_send, drain)),
             ("Producer.send(bytes)", per_message(loop_send, drain)),

@@ -171,8 +171,6 @@ void shmbus_consumer_close(shmbus_consumer *c)
         return;
     release_delivered(c);
     shmbus_group_release(c->topic, c->group);
-    for (uint32_t i = 0; i < c->topic->count; i++)
-        shmbus_wake_producers(c->topic->rings[i].p);
     shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_MEMBER(c->member));
     free(c);
 }

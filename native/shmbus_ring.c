@@ -89,6 +89,8 @@ int shmbus_group_release(shmbus_topic *t, uint32_t g)
     __atomic_fetch_and(&t->meta->masks.tethered, ~(1ULL << g), __ATOMIC_SEQ_CST);
     __atomic_fetch_and(&t->meta->masks.active, ~(1ULL << g), __ATOMIC_SEQ_CST);
     store_release(&rec->state, (uint32_t)SHMBUS_GROUP_FREE);
+    for (uint32_t i = 0; i < t->count; i++)
+        shmbus_wake_producers(t->rings[i].p); /* the group may have held them back */
     return 1;
 }
 
@@ -105,8 +107,5 @@ int shmbus_reap_groups(shmbus_topic *t)
         if (shmbus_group_release(t, (uint32_t)g))
             reaped++;
     }
-    if (reaped)
-        for (uint32_t i = 0; i < t->count; i++)
-            shmbus_wake_producers(t->rings[i].p);
     return reaped;
 }
