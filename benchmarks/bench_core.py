@@ -192,18 +192,23 @@ def shmbus_pong(bus_name, spin, n, ready):
             p.send(m.value)
 
 
+def _ping(send, receive, n, ready, results):
+    """Send, wait for the answer, n times; report each round trip in ns."""
+    ready.wait(60)
+    lat = []
+    msg = b"x" * 64
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        t = clock()
+        send(msg)
+        receive()
+        lat.append(clock() - t)
+    results.put(lat)
+
+
 def shmbus_ping(bus_name, spin, n, ready, results):
     with shmbus.Bus(bus_name) as bus, bus.consumer("pong", spin=spin) as c, bus.producer("ping") as p:
-        ready.wait(60)
-        lat = []
-        msg = b"x" * 64
-        clock = time.perf_counter_ns
-        for _ in range(n):
-            t = clock()
-            p.send(msg)
-            c.poll(30)
-            lat.append(clock() - t)
-        results.put(lat)
+        _ping(p.send, lambda: c.poll(30), n, ready, results)
 
 
 def queue_pong(qa, qb, n, ready):
@@ -213,16 +218,7 @@ def queue_pong(qa, qb, n, ready):
 
 
 def queue_ping(qa, qb, n, ready, results):
-    ready.wait(60)
-    lat = []
-    msg = b"x" * 64
-    clock = time.perf_counter_ns
-    for _ in range(n):
-        t = clock()
-        qa.put(msg)
-        qb.get(timeout=30)
-        lat.append(clock() - t)
-    results.put(lat)
+    _ping(qa.put, lambda: qb.get(timeout=30), n, ready, results)
 
 
 def round_trip(kind, n, spin=0.0):

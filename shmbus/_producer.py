@@ -14,7 +14,6 @@ from ._topic import TopicMap
 
 Key = Union[bytes, str, None]
 _FULL = lib.SHMBUS_FULL
-_TIMEOUT = lib.SHMBUS_TIMEOUT
 _send = lib.shmbus_send
 _send_value = lib.shmbus_send_value
 _tuple_new = tuple.__new__
