@@ -233,14 +233,15 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         c->parts[i].release = cur + 1;
         return READ_SKIP;
     }
-    if (point_load(&r->p->tail.tail).offset <= cur)
-        return READ_NONE;
+    /* Nothing at the cursor.  The tail line is not read here: producers CAS it on
+     * every send, and a reader polling it would pull it away from them. */
     struct shmbus_consumer_partition *cp = &c->parts[i];
     int64_t now = shmbus_now_monotonic();
     if (cp->stuck_offset != cur) {
         cp->stuck_offset = cur;
         cp->stuck_since = now;
-    } else if (now - cp->stuck_since >= t->liveness_ns && recover_claim(t, r, cur)) {
+    } else if (now - cp->stuck_since >= t->liveness_ns &&
+               point_load(&r->p->tail.tail).offset > cur && recover_claim(t, r, cur)) {
         /* the next offset may be the same dead claim (a batch): look at it at once */
         cp->stuck_offset = cur + 1;
         return READ_SKIP;
@@ -272,9 +273,10 @@ int shmbus_poll_batch(shmbus_consumer *c, uint64_t *out, uint32_t max)
 
 int shmbus_poll(shmbus_consumer *c, uint64_t *out) { return shmbus_poll_batch(c, out, 1); }
 
-/* 1: a record (or padding) waits at some cursor; 0: nothing; -1: only claims
- * still being written, which a dead producer may never finish. */
-static int available(shmbus_consumer *c)
+/* 1: a record (or padding) waits at some cursor; 0: nothing; -1 (only when
+ * look_at_claims): claims still being written, which a dead producer may never
+ * finish.  Spinning does not look at claims, to leave the tail line alone. */
+static int available(shmbus_consumer *c, int look_at_claims)
 {
     shmbus_topic *t = c->topic;
     int claimed = 0;
@@ -284,7 +286,7 @@ static int available(shmbus_consumer *c)
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         if (seq == cur + 1 || seq == ((cur + 1) | SHMBUS_SEQ_PADDING))
             return 1;
-        if (point_load(&r->p->tail.tail).offset > cur)
+        if (look_at_claims && point_load(&r->p->tail.tail).offset > cur)
             claimed = 1;
     }
     return claimed ? -1 : 0;
@@ -299,7 +301,7 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     if (spin_ns > timeout_ns)
         spin_ns = timeout_ns;
     while (shmbus_now_monotonic() - start < spin_ns) {
-        if (available(c) > 0)
+        if (available(c, 0) > 0)
             return SHMBUS_OK;
         for (int i = 0; i < 32; i++)
             cpu_relax();
@@ -307,7 +309,7 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     uint32_t seq = load_acquire(&w->seq);
     fetch_add(&w->waiters, 1);
     int r = SHMBUS_OK;
-    int a = available(c);
+    int a = available(c, 1);
     if (a <= 0) {
         int64_t left = timeout_ns - (shmbus_now_monotonic() - start);
         /* a claim that stays open must be looked at again within the liveness timeout */
