@@ -270,8 +270,16 @@ class Bus:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def __reduce__(self) -> Any:
+        """A bus pickles by name: a child process given one opens the same bus."""
+        return (_reopen, (self.name, self.path, self._liveness_ns / 1e9))
+
     def __repr__(self) -> str:
         return f"Bus({self.name!r})"
+
+
+def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:
+    return Bus(name, path, liveness_timeout=liveness_timeout)
 
 
 def _name_of(table: Dict[str, int], value: int) -> str:

@@ -444,3 +444,10 @@ def consume_then_leave(bus_name, topic, ready, expected, consumed, leave, deadli
     finally:
         c.close()
         bus.close()
+
+
+def send_numbers_on(bus, topic, n):
+    """Given a Bus object (pickled by name), send b"0" .. b"n-1"."""
+    with bus, bus.producer(topic) as p:
+        for i in range(n):
+            p.send(b"%d" % i)

@@ -789,3 +789,19 @@ def test_close_landing_inside_a_poll_hands_out_nothing_stale(bus, monkeypatch):
         if m is not None:
             raise AssertionError(f"a closed consumer handed out offset {m.offset}; its value now "
                                  f"parses as {_workers.parse(m.value)}, sent as {(1, m.offset)}")
+
+
+@pytest.mark.timeout(60)
+def test_a_bus_passed_to_a_spawned_child_opens_the_same_bus(bus, spawn):
+    bus.create_topic("t", capacity=2**16)
+    with bus.consumer("t") as c:
+        child = spawn.Process(target=_workers.send_numbers_on, args=(bus, "t", 50))
+        child.start()
+        try:
+            got = [c.poll(timeout=10.0).value for _ in range(50)]
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+        assert child.exitcode == 0
+        assert got == [b"%d" % i for i in range(50)]
