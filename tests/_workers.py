@@ -255,26 +255,24 @@ def drop_newest_producer(bus_name, topic, first_phase, second_phase, batch, phas
     try:
         accepted, refused, kinds = [], 0, set()
         seq = 0
-        for _ in range(first_phase):
-            off = p.send(payload(0, seq, 56))
-            kinds.add(type(off).__name__)
-            if off is None:
-                refused += 1
-            else:
-                accepted.append(seq)
-            seq += 1
+
+        def send_each(count):
+            nonlocal refused, seq
+            for _ in range(count):
+                off = p.send(payload(0, seq, 56))
+                kinds.add(type(off).__name__)
+                if off is None:
+                    refused += 1
+                else:
+                    accepted.append(seq)
+                seq += 1
+
+        send_each(first_phase)
         phase1 = dict(accepted=len(accepted), refused=refused)
         phase1_done.set()
         if not phase2_go.wait(30.0):
             raise RuntimeError("phase2_go was never set")
-        for _ in range(second_phase):
-            off = p.send(payload(0, seq, 56))
-            kinds.add(type(off).__name__)
-            if off is None:
-                refused += 1
-            else:
-                accepted.append(seq)
-            seq += 1
+        send_each(second_phase)
         # send_many under drop_newest: a batch is accepted up to the room there is
         for _ in range(4):
             vals = [payload(0, seq + i, 56) for i in range(batch)]
