@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import struct
 import sys
@@ -160,7 +161,7 @@ def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
         s.start()
         _wait_ready(ready_s, s, "sender")
         go.set()
-        t0, t1, got, bad = results.get(timeout=600)
+        t0, t1, got, bad = _result(results, (r, s))
         n = rargs[2]
         if got != n or bad:
             raise RuntimeError(f"{receiver.__name__}: got {got} of {n}, {bad} corrupt")
@@ -173,6 +174,19 @@ def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
             if p.is_alive():
                 p.kill()
                 p.join(5)
+
+
+def _result(results, procs, timeout=600):
+    """The one result the children put, failing fast if they die without it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=0.5)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise RuntimeError("a benchmark process failed: exit codes "
+                                   + ", ".join(str(p.exitcode) for p in procs)) from None
+    raise RuntimeError("no result within the timeout")
 
 
 def _wait_ready(event, proc, what):
@@ -240,7 +254,7 @@ def round_trip(kind, n, spin=0.0):
     try:
         for p in procs:
             p.start()
-        lat = sorted(results.get(timeout=600)[n // 10:])  # the first tenth warms up
+        lat = sorted(_result(results, procs)[n // 10:])  # the first tenth warms up
         q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] / 1000.0
         return {"p50": q(0.50), "p99": q(0.99), "p999": q(0.999)}
     finally:

@@ -16,6 +16,11 @@
     __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)
 #define fence_seq_cst() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
+/* Pauses between two looks while spinning: a look reads one line that stays
+ * shared until its writer changes it, so looking often costs the writer nothing,
+ * and a PAUSE can take 60+ cycles. */
+#define SPIN_PAUSES 4
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

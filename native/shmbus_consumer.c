@@ -303,7 +303,7 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     while (shmbus_now_monotonic() - start < spin_ns) {
         if (available(c, 0) > 0)
             return SHMBUS_OK;
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < SPIN_PAUSES; i++)
             cpu_relax();
     }
     uint32_t seq = load_acquire(&w->seq);

@@ -284,7 +284,7 @@ int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_l
     while (shmbus_now_monotonic() - start < spin_ns) {
         if (space_for(pr, partition, bytes))
             return SHMBUS_OK;
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < SPIN_PAUSES; i++)
             cpu_relax();
     }
     int64_t slice = t->liveness_ns / 4 > 0 ? t->liveness_ns / 4 : 1000000;
