@@ -128,6 +128,8 @@ def run(producers: int = 2, subscribers: int = 3, seconds: float = 5.0) -> int:
                 f = FIGURES.unpack(m.value)
                 figures[f[0]] = f
             live.update(table())
+        if not console.is_terminal:
+            console.line()  # the last frame of the live table ends without one
         published = sum(p["published"] for p in bus.stats("events")["partitions"])
         watch.close()
         ok = len(figures) == subscribers and all(
