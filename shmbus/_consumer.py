@@ -5,7 +5,7 @@ from typing import Any, AsyncIterator, Iterator, List, Optional
 
 from ._config import ACK, ORDERING, START, choice, seconds
 from ._core import error
-from ._errors import ClosedError, ConfigError
+from ._errors import ClosedError, ConfigError, ShmbusError
 from ._message import Message
 from ._native import ffi, lib
 from ._handle import Handle
@@ -188,7 +188,33 @@ class Consumer(Handle):
             if msg is not None:
                 yield msg
 
-    # -- position ------------------------------------------------------------------
+    # -- acknowledgement and position ----------------------------------------------
+
+    def ack(self, messages: Any) -> None:
+        """Acknowledge a message or a list of them.  With ``ack="auto"`` (the only
+        mode so far) messages are committed by the next poll, so this does nothing."""
+        if self._h is None:
+            raise ClosedError("consumer is closed")
+        for m in messages if isinstance(messages, (list, tuple)) else (messages,):
+            if not isinstance(m, Message):
+                raise TypeError(f"ack takes Message objects, not {type(m).__name__}")
+
+    def nack(self, message: Message, delay: float = 0.0) -> None:
+        """Ask for a message again (``ack="manual"`` only)."""
+        raise ShmbusError("nack() needs ack='manual'; this consumer acknowledges automatically")
+
+    def seek(self, partition: int, offset: int) -> None:
+        raise NotImplementedError("seek arrives with log retention")
+
+    def seek_to_beginning(self) -> None:
+        raise NotImplementedError("seek arrives with log retention")
+
+    def seek_to_end(self) -> None:
+        raise NotImplementedError("seek arrives with log retention")
+
+    def seek_to_time(self, ns: int) -> None:
+        raise NotImplementedError("seek arrives with log retention")
+
 
     def lag(self) -> int:
         """Messages published but not yet committed by this consumer's group."""

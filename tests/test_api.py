@@ -707,3 +707,20 @@ def test_ctrl_c_interrupts_a_waiting_poll(bus, spawn):
         if child.is_alive():
             child.kill()
             child.join(timeout=10)
+
+
+def test_ack_is_accepted_and_nack_refused_in_auto_mode(bus):
+    bus.create_topic("t", capacity=2**16)
+    with bus.consumer("t") as c, bus.producer("t") as p:
+        p.send(b"a")
+        m = c.poll(timeout=1.0)
+        c.ack(m)
+        c.ack([m])
+        with pytest.raises(TypeError):
+            c.ack("not a message")
+        with pytest.raises(shmbus.ShmbusError):
+            c.nack(m)
+        with pytest.raises(NotImplementedError):
+            c.seek_to_beginning()
+    with pytest.raises(shmbus.ClosedError):
+        c.ack(m)
