@@ -18,14 +18,15 @@ def mode_bits(segment):
     return os.stat(os.path.join(SHM, segment)).st_mode & 0o777
 
 
-def drain(consumer, n, timeout=5.0):
-    """Poll until ``n`` messages arrived or ``timeout`` passed; their values."""
+def drain(consumer, n, timeout=5.0, field=lambda m: m.value):
+    """Poll until ``n`` messages arrived or ``timeout`` passed; ``field`` of each
+    (their values by default)."""
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < n and time.monotonic() < deadline:
         m = consumer.poll(timeout=0.1)
         if m is not None:
-            out.append(m.value)
+            out.append(field(m))
     return out
 
 

@@ -15,6 +15,7 @@ import traceback
 from array import array
 
 import shmbus
+from _helpers import drain
 
 # -- payloads: producer id + sequence number + a filler that shows tearing --------
 
@@ -429,12 +430,7 @@ def consume_then_leave(bus_name, topic, ready, expected, consumed, leave, deadli
     c = bus.consumer(topic, start="latest")
     ready.set()
     try:
-        got = []
-        end = time.monotonic() + deadline
-        while len(got) < expected and time.monotonic() < end:
-            m = c.poll(timeout=0.2)
-            if m is not None:
-                got.append(m.offset)
+        got = drain(c, expected, deadline, field=lambda m: m.offset)
         extra = c.poll(timeout=0.1)  # commits what was handed out
         consumed.set()
         leave.wait(deadline)
