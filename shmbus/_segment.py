@@ -5,7 +5,7 @@ import errno
 import mmap
 import os
 import time
-from typing import Iterator, Optional
+from typing import Iterator
 
 import posix_ipc
 
@@ -110,9 +110,3 @@ def list_names(prefix: str) -> Iterator[str]:
         return iter(())
     return (n for n in sorted(names) if n.startswith(prefix))
 
-
-def mode_of(name: str) -> Optional[int]:
-    try:
-        return os.stat(os.path.join(SHM_DIR, name)).st_mode & 0o777
-    except FileNotFoundError:
-        return None
