@@ -26,7 +26,8 @@ int main(int argc, char **argv)
     void *parts[1] = {part};
     uint64_t sizes[1] = {psize};
     shmbus_topic *t = shmbus_topic_attach(meta, msize, fd, parts, sizes, 1, 1000000000, &err);
-    shmbus_consumer *c = shmbus_consumer_open(t, fd, getpid(), 0, SHMBUS_GROUP_TETHERED, SHMBUS_START_LATEST, &err);
+    struct shmbus_group_options group = {.flags = SHMBUS_GROUP_TETHERED, .start = SHMBUS_START_LATEST};
+    shmbus_consumer *c = shmbus_consumer_open(t, fd, getpid(), 0, &group, &err);
     int fd2 = open("/dev/shm", O_TMPFILE | O_RDWR, 0600);
     shmbus_producer *p = shmbus_producer_open(t, fd2, getpid(), 0, &err);
     char msg[64] = {0}, got[64];

@@ -17,11 +17,13 @@ enum shmbus_result {
     SHMBUS_ENOTREADY = -8,   /* creation not finished (version still 0) */
     SHMBUS_ENOSLOT = -9,     /* no free producer, member or group entry */
     SHMBUS_EINVAL = -10,
-    SHMBUS_ESYS = -11        /* a system call failed; errno says why */
+    SHMBUS_ESYS = -11,       /* a system call failed; errno says why */
+    SHMBUS_ECONFIG = -12,    /* the group exists with another configuration */
+    SHMBUS_EBUSY = -13       /* the group table stayed locked past the wait */
 };
 
 enum shmbus_limits {
-    SHMBUS_LAYOUT_VERSION = 1,
+    SHMBUS_LAYOUT_VERSION = 2,
     SHMBUS_MAX_NAME = 100,
     SHMBUS_MAX_KEY_SIZE = 1024,
     SHMBUS_MAX_HEADERS_SIZE = 16384,
@@ -42,6 +44,30 @@ enum shmbus_on_full {
 enum shmbus_retention { SHMBUS_RETENTION_CONSUMED = 0, SHMBUS_RETENTION_LOG = 1 };
 enum shmbus_start { SHMBUS_START_EARLIEST = 0, SHMBUS_START_LATEST = 1, SHMBUS_START_COMMITTED = 2 };
 enum shmbus_group_flags { SHMBUS_GROUP_PRIVATE = 1, SHMBUS_GROUP_TETHERED = 2 };
+enum shmbus_ack { SHMBUS_ACK_AUTO = 0, SHMBUS_ACK_MANUAL = 1 };
+enum shmbus_ordering { SHMBUS_ORDERING_PARTITION = 0, SHMBUS_ORDERING_NONE = 1 };
+/* Why a delivery failed, last: named in a dead letter's headers. */
+enum shmbus_reason {
+    SHMBUS_REASON_NONE = 0,
+    SHMBUS_REASON_NACK = 1,
+    SHMBUS_REASON_ACK_TIMEOUT = 2,
+    SHMBUS_REASON_MEMBER_LEFT = 3 /* its member closed or died holding it */
+};
+/* SHMBUS_D_FLAGS: the delivery is a dead letter to pass on (then call
+ * shmbus_dead_lettered), and the reason of its last failure. */
+enum shmbus_delivery_flags { SHMBUS_DF_DEAD_LETTER = 1, SHMBUS_DF_REASON_SHIFT = 1 };
+
+/* How a consumer joins: name_len 0 means a private group. */
+struct shmbus_group_options {
+    const char *name;
+    uint32_t name_len;
+    uint32_t flags;          /* SHMBUS_GROUP_TETHERED */
+    uint32_t start;          /* a new group starts here */
+    uint32_t ack;
+    uint32_t ordering;
+    uint32_t max_deliveries; /* 0: no limit */
+    int64_t ack_timeout_ns;
+};
 
 /* What poll hands back per message: SHMBUS_DELIVERY_FIELDS words each. */
 enum shmbus_delivery_field {
@@ -54,7 +80,9 @@ enum shmbus_delivery_field {
     SHMBUS_D_TIMESTAMP = 6,
     SHMBUS_D_POSITION = 7,    /* ring position of the record, to check it is still there */
     SHMBUS_D_KEYED = 8,       /* 1 when the record has a key (perhaps empty) */
-    SHMBUS_DELIVERY_FIELDS = 9
+    SHMBUS_D_DELIVERY_COUNT = 9,
+    SHMBUS_D_FLAGS = 10,      /* enum shmbus_delivery_flags */
+    SHMBUS_DELIVERY_FIELDS = 11
 };
 
 /* A copy of a topic's configuration, for callers. */
@@ -83,6 +111,33 @@ struct shmbus_partition_stats {
     uint64_t dropped_full;
     uint64_t recovered_claims;
     uint64_t blocked_sends;
+};
+
+/* A group as its record says, for callers; state 0 means the entry is free. */
+struct shmbus_group_info {
+    uint32_t state;
+    uint32_t flags;
+    uint32_t ack;
+    uint32_t ordering;
+    uint32_t max_deliveries;
+    uint32_t members; /* live members now */
+    uint64_t ack_timeout_ns;
+    uint64_t created_ns;
+    uint32_t name_len;
+    char name[104];
+};
+
+/* One group in one partition, read without locks. */
+struct shmbus_group_stats {
+    uint64_t cursor;
+    uint64_t committed_offset;
+    uint64_t delivered;
+    uint64_t acked;
+    uint64_t redelivered;
+    uint64_t dead_lettered;
+    uint64_t lost;
+    uint64_t pending; /* handed out or waiting to go again, not yet done */
+    int64_t owner;    /* ordering=partition: the owning member entry, or -1 */
 };
 
 typedef struct shmbus_topic shmbus_topic;
@@ -131,8 +186,8 @@ uint32_t shmbus_partition_for_key(const char *key, uint32_t key_len, uint32_t pa
 
 /* Consumers */
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *topic, int lock_fd, uint32_t pid,
-                                      uint64_t start_time, uint32_t flags, uint32_t start,
-                                      int *err);
+                                      uint64_t start_time,
+                                      const struct shmbus_group_options *options, int *err);
 void shmbus_consumer_close(shmbus_consumer *consumer);
 int shmbus_poll(shmbus_consumer *consumer, uint64_t *delivery);
 int shmbus_poll_batch(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t max);
@@ -144,5 +199,24 @@ int shmbus_poll_wait(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t m
 int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
                        uint64_t length);
 uint64_t shmbus_lag(shmbus_consumer *consumer);
+/* The member entry of this consumer and the group entry it belongs to. */
+uint32_t shmbus_consumer_member(shmbus_consumer *consumer);
+uint32_t shmbus_consumer_group(shmbus_consumer *consumer);
+
+/* Acknowledgement (tracked groups).  ack: 1 when it completed a delivery this
+ * consumer held, 0 when there was none (acked already, or redelivered to another
+ * after its deadline).  ack_batch takes (partition, offset) pairs and returns
+ * how many it completed.  nack: the delivery goes again after delay_ns (or to
+ * the dead letters after max_deliveries); 1 or 0 as for ack. */
+int shmbus_ack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
+int shmbus_ack_batch(shmbus_consumer *consumer, const uint64_t *pairs, uint32_t count);
+int shmbus_nack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset, int64_t delay_ns);
+/* A dead letter handed out with SHMBUS_DF_DEAD_LETTER has been passed on (or dropped). */
+int shmbus_dead_lettered(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
+
+/* Groups, for monitoring */
+int shmbus_group_info(shmbus_topic *topic, uint32_t group, struct shmbus_group_info *out);
+int shmbus_group_stats(shmbus_topic *topic, uint32_t group, uint32_t partition,
+                       struct shmbus_group_stats *out);
 
 #endif

@@ -1,5 +1,6 @@
-/* Consumers: joining a group, reading at the group's cursor, committing,
- * waiting, and recovering claims whose producer died. */
+/* Consumers: opening and closing, reading at a private group's cursor,
+ * committing, waiting, and recovering claims whose producer died.  Groups that
+ * track their deliveries read through pending.c instead. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +10,7 @@
 #include "shmbus_wait.h"
 
 static int take_member(shmbus_topic *t, int lock_fd, uint32_t pid, uint64_t start_time,
-                       uint32_t *index)
+                       uint32_t *index, uint32_t *incarnation)
 {
     for (uint32_t i = 0; i < SHMBUS_MAX_MEMBERS; i++) {
         int r = shmbus_lock_try(lock_fd, SHMBUS_LOCK_MEMBER(i));
@@ -21,73 +22,33 @@ static int take_member(shmbus_topic *t, int lock_fd, uint32_t pid, uint64_t star
         int64_t now = shmbus_now_realtime();
         m->pid = pid;
         m->start_time = start_time;
-        m->group = UINT32_MAX;
+        store_release(&m->group, UINT32_MAX);
         store_release(&m->last_active_ns, (uint64_t)now);
         /* attached_ns tells this member apart from the entry's earlier owners;
          * it must differ from theirs even within one clock tick */
         uint64_t prev = load_acquire(&m->attached_ns);
         store_release(&m->attached_ns, (uint64_t)now > prev ? (uint64_t)now : prev + 1);
+        *incarnation = load_relaxed(&m->incarnation) + 1;
+        store_release(&m->incarnation, *incarnation);
         *index = i;
         return SHMBUS_OK;
     }
     return SHMBUS_ENOSLOT;
 }
 
-/* A new private group: its committed point is published before its mask bit,
- * and the head is read after, as shmbus_ring_free_point expects. */
-static int join_private_group(shmbus_topic *t, uint32_t member, uint32_t flags, uint32_t start,
-                              uint32_t *index)
+static int options_ok(const struct shmbus_group_options *o)
 {
-    struct shmbus_meta *m = t->meta;
-    for (uint32_t g = 0; g < SHMBUS_MAX_GROUPS; g++) {
-        struct shmbus_group_record *rec = &m->groups[g];
-        uint32_t state = SHMBUS_GROUP_FREE;
-        if (!cas(&rec->state, &state, (uint32_t)SHMBUS_GROUP_JOINING))
-            continue;
-        /* "earliest" is the oldest message some group still holds (or, with no
-         * group, the oldest kept for the first to come): raise the head to it */
-        for (uint32_t i = 0; i < t->count; i++)
-            shmbus_ring_free_point(t, i);
-        rec->flags = flags | SHMBUS_GROUP_PRIVATE;
-        rec->owner_member = member;
-        rec->owner_since = load_acquire(&m->members[member].attached_ns);
-        rec->name_len = 0;
-        memset(rec->name, 0, sizeof rec->name);
-        rec->created_ns = (uint64_t)shmbus_now_realtime();
-        for (uint32_t i = 0; i < t->count; i++) {
-            struct shmbus_partition *p = t->rings[i].p;
-            struct shmbus_group_line *gl = &p->groups[g];
-            store_release(&gl->committed_position, load_acquire(&p->head.position));
-            store_release(&gl->committed_offset, load_acquire(&p->head.offset));
-            gl->delivered = 0;
-            gl->lost = 0;
-        }
-        store_release(&rec->state, (uint32_t)SHMBUS_GROUP_ACTIVE);
-        __atomic_fetch_or(&m->masks.active, 1ULL << g, __ATOMIC_SEQ_CST);
-        if (flags & SHMBUS_GROUP_TETHERED)
-            __atomic_fetch_or(&m->masks.tethered, 1ULL << g, __ATOMIC_SEQ_CST);
-        for (uint32_t i = 0; i < t->count; i++) {
-            struct shmbus_partition *p = t->rings[i].p;
-            struct shmbus_group_line *gl = &p->groups[g];
-            store_max(&gl->committed_position, load_acquire(&p->head.position));
-            uint64_t head = load_acquire(&p->head.offset);
-            store_max(&gl->committed_offset, head);
-            /* a new group has nothing committed: "committed" starts it at the end */
-            uint64_t cursor = start == SHMBUS_START_EARLIEST ? head : point_load(&p->tail.tail).offset;
-            store_release(&gl->cursor, cursor);
-        }
-        m->members[member].group = g;
-        *index = g;
-        return SHMBUS_OK;
-    }
-    return SHMBUS_ENOSLOT;
+    return o->start <= SHMBUS_START_COMMITTED && o->ack <= SHMBUS_ACK_MANUAL &&
+           o->ordering <= SHMBUS_ORDERING_NONE && o->name_len <= SHMBUS_MAX_NAME &&
+           (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_P_MAX_COUNT &&
+           o->ack_timeout_ns >= 0 && (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
 }
 
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
-                                      uint64_t start_time, uint32_t flags, uint32_t start,
+                                      uint64_t start_time, const struct shmbus_group_options *o,
                                       int *err)
 {
-    if (start > SHMBUS_START_COMMITTED) {
+    if (!options_ok(o)) {
         *err = SHMBUS_EINVAL;
         return NULL;
     }
@@ -98,14 +59,17 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     }
     c->topic = t;
     c->lock_fd = lock_fd;
-    *err = take_member(t, lock_fd, pid, start_time, &c->member);
+    c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
+    c->manual = o->ack == SHMBUS_ACK_MANUAL;
+    c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
+    c->max_deliveries = o->max_deliveries;
+    c->ack_timeout_ns = o->ack_timeout_ns;
+    *err = take_member(t, lock_fd, pid, start_time, &c->member, &c->incarnation);
     if (*err != SHMBUS_OK) {
         free(c);
         return NULL;
     }
-    *err = join_private_group(t, c->member, flags, start, &c->group);
-    if (*err == SHMBUS_ENOSLOT && shmbus_reap_groups(t) > 0)
-        *err = join_private_group(t, c->member, flags, start, &c->group);
+    *err = shmbus_group_join(c, o);
     if (*err != SHMBUS_OK) {
         shmbus_lock_release(lock_fd, SHMBUS_LOCK_MEMBER(c->member));
         free(c);
@@ -114,35 +78,54 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     for (uint32_t i = 0; i < t->count; i++) {
         c->parts[i].release = load_acquire(&t->rings[i].p->groups[c->group].cursor);
         c->parts[i].stuck_offset = UINT64_MAX;
+        c->parts[i].owned = !c->by_partition;
     }
+    c->sweep_now = 1;
     return c;
 }
 
-/* Moves the group's committed point over every record below `upto` that is
- * committed or recovered; stops at one still being written. */
-static void advance_committed(struct shmbus_ring *r, struct shmbus_group_line *gl, uint64_t upto)
+/* Whether `off` is done for the group: for a private group, every offset below
+ * the cursor it was given; for a tracked group, what its pending entry says. */
+static int done_at(struct shmbus_ring *r, uint32_t group, uint64_t off, int tracked)
 {
-    uint64_t off = load_relaxed(&gl->committed_offset);
+    if (!tracked)
+        return 1;
+    const struct shmbus_pending *e = &r->pending[(uint64_t)group * r->window + (off & (r->window - 1))];
+    /* the word is read after the offset: an entry is reused for a later offset
+     * only after this one is done, so a stale offset can only fail the test */
+    if (load_acquire(&e->offset) != off)
+        return 0;
+    return SHMBUS_P_STATE(load_acquire(&e->word)) == SHMBUS_P_DONE && load_acquire(&e->offset) == off;
+}
+
+int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group, uint64_t upto,
+                             int tracked)
+{
+    struct shmbus_ring *r = &t->rings[partition];
+    struct shmbus_group_line *gl = &r->p->groups[group];
+    uint64_t off = load_acquire(&gl->committed_offset);
     if (off >= upto)
-        return;
-    uint64_t pos = load_relaxed(&gl->committed_position);
+        return 0;
+    uint64_t pos = load_acquire(&gl->committed_position);
     uint64_t start = off;
     int padding = 0;
     for (; off < upto; off++) {
         const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
         uint64_t seq = load_acquire(&s->seq);
+        if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
+            break;
+        if (!done_at(r, group, off, tracked))
+            break;
         if (seq == off + 1) {
             uint64_t end = s->position + slot_record_bytes(s);
             if (end > pos)
                 pos = end;
-        } else if (seq == ((off + 1) | SHMBUS_SEQ_PADDING)) {
-            padding = 1;
         } else {
-            break;
+            padding = 1;
         }
     }
     if (off == start)
-        return;
+        return 0;
     /* A recovered claim's extent is unknown; once every offset claimed so far is
      * done, so is every byte claimed so far (the tail point is read whole). */
     if (padding) {
@@ -150,30 +133,38 @@ static void advance_committed(struct shmbus_ring *r, struct shmbus_group_line *g
         if (tail.offset == off && tail.position > pos)
             pos = tail.position;
     }
-    store_release(&gl->committed_position, pos);
-    /* seq_cst: the waiter count below is read after this store is visible */
-    store_seq_cst(&gl->committed_offset, off);
+    /* Members of one group may advance it at once: both points only rise, and
+     * each rises to a point below which everything is done. */
+    store_max(&gl->committed_position, pos);
+    /* seq_cst (store_max's CAS): the waiter count below is read after this store */
+    store_max(&gl->committed_offset, off);
     shmbus_wake_producers(r->p);
+    return 1;
 }
 
 static void release_delivered(shmbus_consumer *c)
 {
     shmbus_topic *t = c->topic;
-    for (uint32_t i = 0; i < t->count; i++) {
-        struct shmbus_ring *r = &t->rings[i];
-        advance_committed(r, &r->p->groups[c->group], c->parts[i].release);
-    }
+    for (uint32_t i = 0; i < t->count; i++)
+        shmbus_advance_committed(t, i, c->group, c->parts[i].release, 0);
 }
 
 void shmbus_consumer_close(shmbus_consumer *c)
 {
     if (!c)
         return;
-    release_delivered(c);
-    shmbus_group_release(c->topic, c->group);
+    if (c->tracked)
+        shmbus_release_all(c);
+    else
+        release_delivered(c);
+    shmbus_group_leave(c);
     shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_MEMBER(c->member));
+    free(c->unreleased);
     free(c);
 }
+
+uint32_t shmbus_consumer_member(shmbus_consumer *c) { return c->member; }
+uint32_t shmbus_consumer_group(shmbus_consumer *c) { return c->group; }
 
 /* A claim that stays uncommitted past the liveness timeout, and whose claimer
  * no longer holds its lock byte, becomes padding.  A claimer that lives (even
@@ -197,32 +188,62 @@ static int recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset
     return 1;
 }
 
-enum { READ_NONE = 0, READ_RECORD = 1, READ_SKIP = 2 };
-
-/* Looks at the group's cursor in one partition. */
-static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
+/* The tail line is not read until the cursor has been stuck for the liveness
+ * timeout: producers CAS it on every send, and a reader polling it would pull
+ * it away from them. */
+int shmbus_stuck_at(shmbus_consumer *c, uint32_t i, uint64_t cur)
 {
     shmbus_topic *t = c->topic;
     struct shmbus_ring *r = &t->rings[i];
+    struct shmbus_consumer_partition *cp = &c->parts[i];
+    int64_t now = shmbus_now_monotonic();
+    if (cp->stuck_offset != cur) {
+        cp->stuck_offset = cur;
+        cp->stuck_since = now;
+    } else if (now - cp->stuck_since >= t->liveness_ns &&
+               point_load(&r->p->tail.tail).offset > cur && recover_claim(t, r, cur)) {
+        /* the next offset may be the same dead claim (a batch): look at it at once */
+        cp->stuck_offset = cur + 1;
+        return 1;
+    }
+    return 0;
+}
+
+int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t i, uint64_t cur, uint32_t count,
+                         uint32_t flags, uint64_t *out)
+{
+    const struct shmbus_slot *s = &r->slots[cur & r->slot_mask];
+    uint64_t position = s->position;
+    uint64_t phys = position & (r->capacity - 1);
+    uint64_t len = (uint64_t)s->value_len + s->key_len + s->headers_len;
+    if (len > r->capacity - phys)
+        return SHMBUS_ECORRUPT;
+    out[SHMBUS_D_PARTITION] = i;
+    out[SHMBUS_D_OFFSET] = cur;
+    out[SHMBUS_D_VALUE_AT] = r->data_offset + phys;
+    out[SHMBUS_D_VALUE_LEN] = s->value_len;
+    out[SHMBUS_D_KEY_LEN] = s->key_len;
+    out[SHMBUS_D_HEADERS_LEN] = s->headers_len;
+    out[SHMBUS_D_TIMESTAMP] = (uint64_t)s->timestamp_ns;
+    out[SHMBUS_D_POSITION] = position;
+    out[SHMBUS_D_KEYED] = s->flags & SHMBUS_RECORD_KEYED;
+    out[SHMBUS_D_DELIVERY_COUNT] = count;
+    out[SHMBUS_D_FLAGS] = flags;
+    return SHMBUS_OK;
+}
+
+enum { READ_NONE = 0, READ_RECORD = 1, READ_SKIP = 2 };
+
+/* Looks at a private group's cursor in one partition. */
+static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
     struct shmbus_group_line *gl = &r->p->groups[c->group];
     uint64_t cur = load_relaxed(&gl->cursor);
-    const struct shmbus_slot *s = &r->slots[cur & r->slot_mask];
-    uint64_t seq = load_acquire(&s->seq);
+    uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
     if (seq == cur + 1) {
-        uint64_t position = s->position;
-        uint64_t phys = position & (r->capacity - 1);
-        uint64_t len = (uint64_t)s->value_len + s->key_len + s->headers_len;
-        if (len > r->capacity - phys)
+        if (shmbus_fill_delivery(r, i, cur, 1, 0, out) != SHMBUS_OK)
             return SHMBUS_ECORRUPT;
-        out[SHMBUS_D_PARTITION] = i;
-        out[SHMBUS_D_OFFSET] = cur;
-        out[SHMBUS_D_VALUE_AT] = r->data_offset + phys;
-        out[SHMBUS_D_VALUE_LEN] = s->value_len;
-        out[SHMBUS_D_KEY_LEN] = s->key_len;
-        out[SHMBUS_D_HEADERS_LEN] = s->headers_len;
-        out[SHMBUS_D_TIMESTAMP] = (uint64_t)s->timestamp_ns;
-        out[SHMBUS_D_POSITION] = position;
-        out[SHMBUS_D_KEYED] = s->flags & SHMBUS_RECORD_KEYED;
         store_release(&gl->cursor, cur + 1);
         store_relaxed(&gl->delivered, load_relaxed(&gl->delivered) + 1);
         c->parts[i].release = cur + 1;
@@ -233,24 +254,13 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         c->parts[i].release = cur + 1;
         return READ_SKIP;
     }
-    /* Nothing at the cursor.  The tail line is not read here: producers CAS it on
-     * every send, and a reader polling it would pull it away from them. */
-    struct shmbus_consumer_partition *cp = &c->parts[i];
-    int64_t now = shmbus_now_monotonic();
-    if (cp->stuck_offset != cur) {
-        cp->stuck_offset = cur;
-        cp->stuck_since = now;
-    } else if (now - cp->stuck_since >= t->liveness_ns &&
-               point_load(&r->p->tail.tail).offset > cur && recover_claim(t, r, cur)) {
-        /* the next offset may be the same dead claim (a batch): look at it at once */
-        cp->stuck_offset = cur + 1;
-        return READ_SKIP;
-    }
-    return READ_NONE;
+    return shmbus_stuck_at(c, i, cur) ? READ_SKIP : READ_NONE;
 }
 
 int shmbus_poll_batch(shmbus_consumer *c, uint64_t *out, uint32_t max)
 {
+    if (c->tracked)
+        return shmbus_poll_tracked(c, out, max);
     release_delivered(c);
     shmbus_topic *t = c->topic;
     uint32_t n = 0;
@@ -278,6 +288,8 @@ int shmbus_poll(shmbus_consumer *c, uint64_t *out) { return shmbus_poll_batch(c,
  * finish.  Spinning does not look at claims, to leave the tail line alone. */
 static int available(shmbus_consumer *c, int look_at_claims)
 {
+    if (c->tracked)
+        return shmbus_tracked_available(c);
     shmbus_topic *t = c->topic;
     int claimed = 0;
     for (uint32_t i = 0; i < t->count; i++) {
@@ -311,13 +323,18 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     int r = SHMBUS_OK;
     int a = available(c, 1);
     if (a <= 0) {
-        int64_t left = timeout_ns - (shmbus_now_monotonic() - start);
-        /* a claim that stays open must be looked at again within the liveness timeout */
-        if (a < 0 && left > t->liveness_ns / 8)
-            left = t->liveness_ns / 8;
+        int64_t now = shmbus_now_monotonic();
+        int64_t left = timeout_ns - (now - start);
+        /* a claim that stays open must be looked at again within the liveness
+         * timeout; a tracked group has deadlines of its own */
+        int64_t due = a < 0 ? t->liveness_ns / 8 : left;
+        if (c->tracked && c->next_sweep - now < due)
+            due = c->next_sweep - now;
+        if (due < left)
+            left = due > 0 ? due : 0;
         r = shmbus_futex_wait(&w->seq, seq, left);
-        if (a < 0 && r == SHMBUS_TIMEOUT)
-            r = SHMBUS_OK; /* poll again: that is where open claims are recovered */
+        if (r == SHMBUS_TIMEOUT && shmbus_now_monotonic() - start < timeout_ns)
+            r = SHMBUS_OK; /* poll again: that is where claims and deadlines are looked at */
     }
     __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
     return r;

@@ -13,6 +13,8 @@ struct shmbus_ring {
     uint64_t slot_mask;
     uint64_t slot_count;
     uint64_t data_offset;
+    struct shmbus_pending *pending; /* SHMBUS_MAX_GROUPS tables of `window` entries */
+    uint64_t window;
 };
 
 struct shmbus_topic {
@@ -38,17 +40,36 @@ struct shmbus_producer {
 };
 
 struct shmbus_consumer_partition {
-    uint64_t release;     /* delivered offsets below this are committed at the next poll */
+    uint64_t release;     /* private groups: delivered offsets below this are committed at the next poll */
     uint64_t stuck_offset;
     int64_t stuck_since;
+    uint64_t ready_seen;  /* tracked groups: the group line's ready count at the last sweep */
+    uint8_t owned;        /* ordering=partition: this member owns the partition */
+    uint8_t leaving;      /* owned, but to be handed over once nothing is in flight */
+    uint8_t held_back;    /* ordering=partition: a redelivery holds later offsets back */
 };
 
+/* A consumer of a tracked group (named, or acking by hand) records every delivery
+ * in the group's pending table; a private auto-ack group needs only its cursor. */
 struct shmbus_consumer {
     shmbus_topic *topic;
     int lock_fd;
     uint32_t member;
     uint32_t group;
     uint32_t next; /* partition to look at first */
+    uint32_t incarnation;
+    int tracked;
+    int manual;
+    int by_partition;
+    uint32_t max_deliveries; /* 0: no limit */
+    int64_t ack_timeout_ns;
+    int64_t next_sweep;      /* monotonic ns: look at the pending tables again */
+    int64_t next_liveness;   /* monotonic ns: look at who is alive again */
+    uint32_t epoch_seen;
+    uint32_t sweep_now;
+    uint64_t *unreleased;    /* auto acks: (partition, offset) delivered by the last poll */
+    uint32_t unreleased_count;
+    uint32_t unreleased_cap;
     struct shmbus_consumer_partition parts[];
 };
 
@@ -71,5 +92,34 @@ int shmbus_group_release(shmbus_topic *t, uint32_t group);
 /* Releases private groups whose owner died; returns how many.  ring.c */
 int shmbus_reap_groups(shmbus_topic *t);
 void shmbus_wake_producers(struct shmbus_partition *p);
+
+/* Moves a group's committed point over the done offsets below `upto`: for a
+ * private group every offset handed out is done; a tracked group's pending
+ * table says which are.  Returns 1 if it moved.  consumer.c */
+int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group, uint64_t upto,
+                             int tracked);
+/* What the cursor finds when no record is there: 1 when a dead producer's claim
+ * at `offset` has been turned into padding.  consumer.c */
+int shmbus_stuck_at(shmbus_consumer *c, uint32_t partition, uint64_t offset);
+/* Fills one delivery record from the slot of `offset`.  consumer.c */
+int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t partition, uint64_t offset,
+                         uint32_t count, uint32_t flags, uint64_t *out);
+
+/* Groups: joining, leaving, membership and partition ownership.  group.c */
+int shmbus_group_join(shmbus_consumer *c, const struct shmbus_group_options *o);
+void shmbus_group_leave(shmbus_consumer *c);
+/* Ownership under ordering=partition: rebalance takes what falls to this member
+ * (1 if it took any) and gives up what does not; handover finishes giving up. */
+int shmbus_group_rebalance(shmbus_consumer *c);
+void shmbus_group_handover(shmbus_consumer *c);
+/* Whether the member entry holds its lock and its incarnation matches (in mask). */
+int shmbus_member_alive(shmbus_topic *t, uint32_t member, uint64_t incarnation, uint64_t mask);
+
+/* Tracked deliveries: the pending table.  pending.c */
+int shmbus_poll_tracked(shmbus_consumer *c, uint64_t *out, uint32_t max);
+int shmbus_tracked_available(shmbus_consumer *c);
+void shmbus_release_all(shmbus_consumer *c);
+int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t partition);
+void shmbus_pending_reset(shmbus_topic *t, uint32_t group);
 
 #endif

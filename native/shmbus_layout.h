@@ -70,10 +70,12 @@ struct shmbus_producer_record {
 
 struct shmbus_member_record {
     uint32_t pid;
-    uint32_t group;
+    uint32_t group;       /* the group it is a member of, or UINT32_MAX */
     uint64_t start_time;
     uint64_t attached_ns;
     uint64_t last_active_ns;
+    uint32_t incarnation; /* raised each time the entry is taken */
+    uint32_t reserved;
 } SHMBUS_ALIGNED;
 
 struct shmbus_group_record {
@@ -88,7 +90,7 @@ struct shmbus_group_record {
     uint32_t ordering;
     uint64_t ack_timeout_ns;
     uint32_t max_deliveries;
-    uint32_t reserved;
+    uint32_t epoch; /* raised when a member joins or leaves, or a partition changes owner */
 } SHMBUS_ALIGNED;
 
 /* The topic-wide wake word: consumers of any partition sleep on it. */
@@ -153,15 +155,59 @@ struct shmbus_producer_line {
     uint64_t intent_end; /* one past the last offset of that claim */
 } SHMBUS_ALIGNED;
 
-/* Written by the members of one group, read by producers when they compute space. */
+/* Written by the members of one group, read by producers when they compute
+ * space; the counters sit on a line of their own. */
 struct shmbus_group_line {
     uint64_t cursor;             /* next offset to hand out */
     uint64_t committed_offset;   /* every offset below is done */
     uint64_t committed_position; /* every byte below is done */
-    uint64_t delivered;
-    uint64_t lost;
+    uint64_t owner;              /* ordering=partition: the owning member, SHMBUS_OWNER() or 0 */
+    uint64_t ready;              /* raised whenever a delivery becomes ready to go again */
     uint64_t reserved[3];
+    uint64_t delivered;          /* first deliveries */
+    uint64_t acked;              /* acknowledged (auto: released) */
+    uint64_t redelivered;
+    uint64_t dead_lettered;
+    uint64_t lost;
+    uint64_t reserved2[3];
 } SHMBUS_ALIGNED;
+
+#define SHMBUS_OWNER(member, incarnation) ((uint64_t)(member) + 1 + ((uint64_t)(incarnation) << 8))
+
+/* The pending table: one entry per offset of a group's window (offset modulo the
+ * window), for groups that track deliveries (named groups, manual acks).  Both
+ * words change together, with one 16-byte compare-and-swap; the offset word says
+ * which offset the entry is about, so an entry is never confused with the one a
+ * window earlier. */
+struct shmbus_pending {
+    uint64_t offset;
+    uint64_t word; /* the SHMBUS_P_* fields below */
+} __attribute__((aligned(16)));
+
+enum shmbus_pending_state {
+    SHMBUS_P_EMPTY = 0,     /* not handed out since the table was reset */
+    SHMBUS_P_DELIVERED = 1, /* held by a member until its deadline */
+    SHMBUS_P_READY = 2,     /* to be delivered again, not before its deadline */
+    SHMBUS_P_DONE = 3       /* acknowledged, released or dead-lettered */
+};
+
+/* word: state 2 bits, dead-letter 1, reason 2, member 7, incarnation 4, delivery
+ * count 12, deadline 36 (milliseconds of CLOCK_MONOTONIC, compared modulo 2^36,
+ * so a deadline is right while it is within a year of now). */
+#define SHMBUS_P_STATE(w) ((uint32_t)((w)&3))
+#define SHMBUS_P_DEAD(w) ((uint32_t)(((w) >> 2) & 1))
+#define SHMBUS_P_REASON(w) ((uint32_t)(((w) >> 3) & 3))
+#define SHMBUS_P_MEMBER(w) ((uint32_t)(((w) >> 5) & 127))
+#define SHMBUS_P_INCARNATION(w) ((uint32_t)(((w) >> 12) & 15))
+#define SHMBUS_P_COUNT(w) ((uint32_t)(((w) >> 16) & 4095))
+#define SHMBUS_P_DEADLINE(w) ((w) >> 28)
+#define SHMBUS_P_WORD(state, dead, reason, member, incarnation, count, deadline)               \
+    ((uint64_t)(state) | ((uint64_t)(dead) << 2) | ((uint64_t)(reason) << 3) |                \
+     ((uint64_t)(member) << 5) | ((uint64_t)((incarnation)&15) << 12) |                       \
+     ((uint64_t)(count) << 16) | ((uint64_t)(deadline) << 28))
+#define SHMBUS_P_MAX_COUNT 4095
+#define SHMBUS_P_CLOCK_BITS 36
+#define SHMBUS_PENDING_WINDOW 4096 /* entries per group and partition, at most slot_count */
 
 /* One entry of the record index; the record's bytes are value, key, headers,
  * contiguous from position in the data region. */
@@ -184,6 +230,8 @@ struct shmbus_partition {
     uint64_t capacity;
     uint64_t slot_count;
     uint64_t slots_offset;
+    uint64_t pending_offset; /* SHMBUS_MAX_GROUPS tables of pending_window entries */
+    uint64_t pending_window;
     uint64_t data_offset;
     struct shmbus_tail_line tail;
     struct shmbus_head_line head;
@@ -198,7 +246,11 @@ struct shmbus_partition {
 #define SHMBUS_RECORD_KEYED 1 /* slot flag: the record has a key, perhaps empty */
 
 _Static_assert(sizeof(struct shmbus_slot) == SHMBUS_CACHE_LINE, "a slot is one cache line");
-_Static_assert(sizeof(struct shmbus_group_line) == SHMBUS_CACHE_LINE, "group line");
+_Static_assert(sizeof(struct shmbus_group_line) == 2 * SHMBUS_CACHE_LINE, "group lines");
+_Static_assert(offsetof(struct shmbus_group_line, delivered) == SHMBUS_CACHE_LINE, "counters alone");
+_Static_assert(sizeof(struct shmbus_pending) == 16, "a pending entry is one 16-byte CAS");
+_Static_assert(SHMBUS_MAX_MEMBERS <= 128, "a pending entry has 7 bits of member");
+_Static_assert((SHMBUS_PENDING_WINDOW & (SHMBUS_PENDING_WINDOW - 1)) == 0, "window is a power of two");
 _Static_assert(sizeof(struct shmbus_producer_line) == SHMBUS_CACHE_LINE, "producer line");
 _Static_assert(sizeof(struct shmbus_tail_line) == SHMBUS_CACHE_LINE, "tail line");
 _Static_assert(offsetof(struct shmbus_partition, tail) % SHMBUS_CACHE_LINE == 0, "tail alone");

@@ -8,6 +8,8 @@
 /* Lock bytes: producers first, then members. */
 #define SHMBUS_LOCK_PRODUCER(i) ((uint64_t)(i))
 #define SHMBUS_LOCK_MEMBER(i) ((uint64_t)SHMBUS_MAX_PRODUCERS + (i))
+/* Held while a named group is looked up or created, so that a name is one group. */
+#define SHMBUS_LOCK_GROUPS ((uint64_t)SHMBUS_MAX_PRODUCERS + SHMBUS_MAX_MEMBERS)
 
 /* 1 when taken, 0 when another open file description holds it, <0 on error. */
 int shmbus_lock_try(int fd, uint64_t byte);

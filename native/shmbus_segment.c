@@ -23,12 +23,22 @@ static int geometry_ok(uint64_t capacity, uint64_t slot_count)
            capacity <= (1ULL << 40) && slot_count >= 2 && slot_count <= (1ULL << 32);
 }
 
+static uint64_t pending_window(uint64_t slot_count)
+{
+    return slot_count < SHMBUS_PENDING_WINDOW ? slot_count : SHMBUS_PENDING_WINDOW;
+}
+
+static uint64_t pending_bytes(uint64_t slot_count)
+{
+    return (uint64_t)SHMBUS_MAX_GROUPS * pending_window(slot_count) * sizeof(struct shmbus_pending);
+}
+
 uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count)
 {
     if (!geometry_ok(capacity, slot_count))
         return 0;
     return align_line(sizeof(struct shmbus_partition)) + slot_count * sizeof(struct shmbus_slot) +
-           capacity;
+           pending_bytes(slot_count) + capacity;
 }
 
 static void header_init(struct shmbus_segment_header *h, uint64_t magic, uint32_t kind,
@@ -78,7 +88,9 @@ int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t cap
     p->capacity = capacity;
     p->slot_count = slot_count;
     p->slots_offset = align_line(sizeof(struct shmbus_partition));
-    p->data_offset = p->slots_offset + slot_count * sizeof(struct shmbus_slot);
+    p->pending_offset = p->slots_offset + slot_count * sizeof(struct shmbus_slot);
+    p->pending_window = pending_window(slot_count);
+    p->data_offset = p->pending_offset + pending_bytes(slot_count);
     for (uint32_t i = 0; i < SHMBUS_MAX_PRODUCERS; i++)
         p->producers[i].intent = SHMBUS_NO_INTENT;
     store_release(&p->header.layout_version, (uint32_t)SHMBUS_LAYOUT_VERSION);
@@ -166,7 +178,9 @@ static int partition_check(struct shmbus_partition *p, uint64_t size, uint32_t i
     if (p->index != index || p->capacity != c->capacity || p->slot_count != c->slot_count ||
         size != shmbus_partition_size(c->capacity, c->slot_count) ||
         p->slots_offset != align_line(sizeof *p) ||
-        p->data_offset != p->slots_offset + p->slot_count * sizeof(struct shmbus_slot))
+        p->pending_offset != p->slots_offset + p->slot_count * sizeof(struct shmbus_slot) ||
+        p->pending_window != pending_window(p->slot_count) ||
+        p->data_offset != p->pending_offset + pending_bytes(p->slot_count))
         return SHMBUS_ECORRUPT;
     return SHMBUS_OK;
 }
@@ -209,6 +223,8 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
         r->slot_count = p->slot_count;
         r->slot_mask = p->slot_count - 1;
         r->data_offset = p->data_offset;
+        r->pending = (struct shmbus_pending *)((unsigned char *)p + p->pending_offset);
+        r->window = p->pending_window;
     }
     *err = SHMBUS_OK;
     return t;

@@ -1,7 +1,7 @@
 """shmbus: a message bus for processes on one host, over shared-memory rings."""
 from ._bus import Bus
 from ._consumer import Consumer
-from ._errors import (BusFull, ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError,
+from ._errors import (AckError, BusFull, ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError,
                       InvalidNameError, MessageReleasedError, MessageTooLargeError, ShmbusError,
                       TopicExistsError, TopicNotFoundError)
 from ._message import Message, Offset
@@ -13,5 +13,5 @@ __all__ = [
     "Bus", "Producer", "Consumer", "Message", "Offset",
     "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
-    "ClosedError", "MessageReleasedError", "__version__",
+    "ClosedError", "MessageReleasedError", "AckError", "__version__",
 ]

@@ -1,7 +1,7 @@
 """Bus: a named namespace of topics in shared memory."""
 from typing import Any, Dict, List, Optional
 
-from . import _names, _segment
+from . import _dead_letter, _names, _segment
 from ._config import FSYNC, ON_FULL, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
@@ -241,10 +241,13 @@ class Bus:
         long (seconds) a waiting poll spins before it sleeps."""
         if group is not None:
             _names.check_name(group, "group")
+        if dead_letter is not None:
+            _names.check_name(dead_letter, "topic")
         m = self._map(topic)
         try:
             return Consumer(m, group, ack, ordering, start, ack_timeout, max_deliveries,
-                            dead_letter, tethered, spin)
+                            dead_letter, tethered, spin,
+                            lambda name: _dead_letter.open_producer(self, name))
         finally:
             m.release()
 

@@ -1,18 +1,24 @@
 """Consumer: reads a topic as a member of a group."""
 import asyncio
 import time
-from typing import Any, AsyncIterator, Iterator, List, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
 
-from ._config import ACK, ORDERING, START, choice, seconds
+from ._config import ACK, MAX_DELAY, ORDERING, START, choice, seconds
 from ._core import error
-from ._errors import ClosedError, ConfigError, ShmbusError
-from ._message import Message
+from ._dead_letter import DeadLetters
+from ._errors import AckError, ClosedError, ConfigError
+from ._message import ACKED, Message
 from ._native import ffi, lib
 from ._handle import Handle
 from ._topic import TopicMap
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
+_PARTITION = lib.SHMBUS_D_PARTITION
+_OFFSET = lib.SHMBUS_D_OFFSET
+_FLAGS = lib.SHMBUS_D_FLAGS
+_DEAD = lib.SHMBUS_DF_DEAD_LETTER
 _poll_wait = lib.shmbus_poll_wait
+_ack = lib.shmbus_ack
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
 _new = object.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
@@ -29,42 +35,78 @@ class Consumer(Handle):
 
     Without a group the consumer has a private group: it receives every message
     published from its start on, in order within each partition, and the group
-    goes away when the consumer closes or its process dies.  With
-    ``ack="auto"`` a message is committed when the next poll releases it, so
-    ``Message.view()`` stays valid until then.
+    goes away when the consumer closes or its process dies.
+
+    With ``group="name"`` it joins that group, created at ``start`` if new (an
+    existing group goes on from where it is; ``start`` is for new groups only,
+    and ``"committed"`` starts a new group at the end).  Members of one group
+    share its messages; every group gets every message.  A named group outlives
+    its members: its position stays in the bus.  Its ``ack``, ``ordering``,
+    ``max_deliveries`` and ``tethered`` are fixed when it is created and a member
+    asking for others gets :class:`ConfigMismatchError`; ``ack_timeout`` and
+    ``dead_letter`` are each member's own.
+
+    ``ordering="partition"`` gives each partition to one live member at a time
+    (so per-key order holds; members beyond the number of partitions wait);
+    ``"none"`` lets every member take the next message.
+
+    ``ack="auto"``: a message is done when the next poll releases it, so
+    ``Message.view()`` stays valid until then (at most once: if the member dies
+    holding it, it is not delivered again).  ``ack="manual"``: a message stays
+    pending until :meth:`ack`; ``nack``, an ``ack_timeout`` that passes, the
+    member's death or ``close()`` deliver it again, with ``delivery_count``
+    raised; after ``max_deliveries`` deliveries it goes to ``dead_letter``.  A
+    group has at most 4096 pending messages per partition (fewer on a topic with
+    fewer index slots): past that, its members wait for the oldest to be done.
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin")
+                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
-                 tethered: bool, spin: float):
+                 tethered: bool, spin: float, open_producer: Callable[[str], Any]):
         choice(ack, ACK, "ack")
         choice(ordering, ORDERING, "ordering")
         choice(start, START, "start")
-        seconds(ack_timeout, "ack_timeout", allow_none=False)
+        timeout = seconds(ack_timeout, "ack_timeout", allow_none=False)
+        if timeout > MAX_DELAY:
+            raise ConfigError(f"ack_timeout must be at most {MAX_DELAY:.0f} seconds")
         self._spin = int(seconds(spin, "spin", allow_none=False) * 1e9)
         if max_deliveries is not None and (isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int)):
             raise TypeError("max_deliveries must be an int or None")
-        if max_deliveries is not None and max_deliveries < 1:
-            raise ConfigError("max_deliveries must be >= 1")
+        if max_deliveries is not None and not 1 <= max_deliveries <= lib.SHMBUS_P_MAX_COUNT:
+            raise ConfigError(f"max_deliveries must be between 1 and {lib.SHMBUS_P_MAX_COUNT}")
         if not isinstance(tethered, bool):
             raise TypeError("tethered must be a bool")
-        if group is not None or ack != "auto" or dead_letter is not None or max_deliveries is not None:
-            raise NotImplementedError("named groups and manual acknowledgement are not implemented yet")
+        if ack == "auto" and (max_deliveries is not None or dead_letter is not None):
+            raise ConfigError("max_deliveries and dead_letter need ack='manual'")
+        if dead_letter == topic.name:
+            raise ConfigError("a topic cannot be its own dead_letter topic")
         if not tethered:
             raise NotImplementedError("untethered consumers are not implemented yet")
         self.group = group
         self._busy = False
         self._closing = False
+        self._manual = ack == "manual"
         self._maps = topic.maps
         self._views = topic.views
-        flags = lib.SHMBUS_GROUP_TETHERED if tethered else 0
+        self._dead = DeadLetters(dead_letter, group, open_producer)
+        options = ffi.new("struct shmbus_group_options *")
+        name = ffi.new("char[]", group.encode()) if group else ffi.NULL
+        options.name = name
+        options.name_len = len(group) if group else 0
+        options.flags = lib.SHMBUS_GROUP_TETHERED if tethered else 0
+        options.start = START[start]
+        options.ack = ACK[ack]
+        options.ordering = ORDERING[ordering]
+        options.max_deliveries = max_deliveries or 0
+        options.ack_timeout_ns = int(timeout * 1e9)
         self._attach(topic, lambda t, fd, pid, st, err: lib.shmbus_consumer_open(
-            t, fd, pid, st, flags, START[start], err), "consumer")
+            t, fd, pid, st, options, err), "consumer")
         self._out = ffi.new("uint64_t[]", PREFETCH * _FIELDS)
         self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
+        self._pairs = ffi.new("uint64_t[]", 2 * PREFETCH)
         # deliveries fetched from the core: handed out from _i on; those from
         # _held on are still held by the caller (their views are valid)
         self._flat: Any = ()
@@ -135,32 +177,60 @@ class Consumer(Handle):
                 self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
             self._flat = ()  # every message handed out so far is released now
             self._i = self._n = 0
-            if timeout is None:
-                n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
-                while n == 0 and not self._closing:
-                    n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
-            elif timeout == 0:
-                n = _poll_wait(self._h, self._out, max_messages, 0, 0)
-            else:
-                deadline = time.monotonic() + seconds(timeout, "timeout")
-                while True:
-                    left = min(_WAIT_SLICE, deadline - time.monotonic())
-                    n = _poll_wait(self._h, self._out, max_messages, int(max(left, 0) * 1e9),
-                                   self._spin)
-                    if n or left <= 0 or self._closing:
-                        break
-            if n < 0 and n != _INTERRUPTED:
-                raise error(n, f"poll of {self.topic!r}")
-            if n > 0 and not self._closing:  # closed meanwhile: hand out nothing
-                self._flat = self._fields[:n * _FIELDS].tolist()
+            deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
+            while True:
+                n = self._call(max_messages, timeout, deadline)
+                if n < 0 and n != _INTERRUPTED:
+                    raise error(n, f"poll of {self.topic!r}")
+                if n <= 0 or self._closing:  # closed meanwhile: hand out nothing
+                    return 0
+                flat = self._fields[:n * _FIELDS].tolist()
+                if self._manual and any(flat[_FLAGS::_FIELDS]):
+                    flat = self._pass_dead_letters(flat)
+                    n = len(flat) // _FIELDS
+                    if n == 0:
+                        if timeout == 0 or (deadline is not None and time.monotonic() >= deadline):
+                            return 0
+                        continue
+                self._flat = flat
                 self._n = n * _FIELDS
                 self._held = 0
                 return n
-            return 0
         finally:
             self._busy = False
             if self._closing:
                 self._release()
+
+    def _call(self, max_messages: int, timeout: Optional[float], deadline: Optional[float]) -> int:
+        """shmbus_poll_wait in slices of _WAIT_SLICE, so that close() and Ctrl-C are seen."""
+        if timeout is None:
+            n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
+            while n == 0 and not self._closing:
+                n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
+            return n
+        if timeout == 0:
+            return _poll_wait(self._h, self._out, max_messages, 0, 0)
+        while True:
+            left = min(_WAIT_SLICE, deadline - time.monotonic())
+            n = _poll_wait(self._h, self._out, max_messages, int(max(left, 0) * 1e9), self._spin)
+            if n or left <= 0 or self._closing:
+                return n
+
+    def _pass_dead_letters(self, flat: List[int]) -> List[int]:
+        """Publishes the dead letters among fetched deliveries; returns the others."""
+        keep: List[int] = []
+        for j in range(0, len(flat), _FIELDS):
+            record = flat[j:j + _FIELDS]
+            if not record[_FLAGS] & _DEAD:
+                keep += record
+                continue
+            m = _new(Message)
+            m._c = self
+            m._f = record
+            m._i = 0
+            self._dead.publish(m, record[_FLAGS])
+            lib.shmbus_dead_lettered(self._h, record[_PARTITION], record[_OFFSET])
+        return keep
 
     def _closed_result(self) -> int:
         if self._h is None:
@@ -191,17 +261,70 @@ class Consumer(Handle):
     # -- acknowledgement and position ----------------------------------------------
 
     def ack(self, messages: Any) -> None:
-        """Acknowledge a message or a list of them.  With ``ack="auto"`` (the only
-        mode so far) messages are committed by the next poll, so this does nothing."""
+        """Acknowledge a message or a list of them (``ack="manual"``): they are done
+        for the group and never delivered again.  Acknowledging a message twice, or
+        one redelivered to another member after its ``ack_timeout``, does nothing.
+        With ``ack="auto"`` messages are committed by the next poll, so this only
+        checks its argument.  A message of another consumer raises AckError."""
         if self._h is None:
             raise ClosedError("consumer is closed")
-        for m in messages if isinstance(messages, (list, tuple)) else (messages,):
-            if not isinstance(m, Message):
-                raise TypeError(f"ack takes Message objects, not {type(m).__name__}")
+        if isinstance(messages, Message):
+            self._own(messages)
+            if self._manual:
+                f, i = messages._f, messages._i
+                if not f[i + _FLAGS] & ACKED:
+                    f[i + _FLAGS] |= ACKED
+                    _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
+            return
+        if not isinstance(messages, (list, tuple)):
+            raise TypeError(f"ack takes a Message or a list of them, not {type(messages).__name__}")
+        for m in messages:
+            self._own(m)
+        if not self._manual:
+            return
+        if len(self._pairs) < 2 * len(messages):
+            self._pairs = ffi.new("uint64_t[]", 2 * len(messages))
+        pairs = self._pairs
+        n = 0
+        for m in messages:
+            f, i = m._f, m._i
+            if not f[i + _FLAGS] & ACKED:
+                f[i + _FLAGS] |= ACKED
+                pairs[n] = f[i + _PARTITION]
+                pairs[n + 1] = f[i + _OFFSET]
+                n += 2
+        if n:
+            lib.shmbus_ack_batch(self._h, pairs, n // 2)
 
-    def nack(self, message: Message, delay: float = 0.0) -> None:
-        """Ask for a message again (``ack="manual"`` only)."""
-        raise ShmbusError("nack() needs ack='manual'; this consumer acknowledges automatically")
+    def nack(self, message: Message, delay: float = 0.0, error: Optional[str] = None) -> None:
+        """Give a message back (``ack="manual"``): it is delivered again (to any
+        member under ``ordering="none"``; under ``"partition"`` the partition's
+        later messages wait for it) not before ``delay`` seconds, or goes to the
+        dead letters if it has had ``max_deliveries`` deliveries.  ``error`` is kept
+        in the dead letter's ``shmbus.error`` header when this consumer is the one
+        that passes it on."""
+        if self._h is None:
+            raise ClosedError("consumer is closed")
+        if not self._manual:
+            raise AckError("nack() needs ack='manual'; this consumer acknowledges automatically")
+        self._own(message)
+        delay = seconds(delay, "delay", allow_none=False)
+        if delay > MAX_DELAY:
+            raise ConfigError(f"delay must be at most {MAX_DELAY:.0f} seconds")
+        f, i = message._f, message._i
+        if f[i + _FLAGS] & ACKED:
+            return
+        f[i + _FLAGS] |= ACKED
+        if error is not None:
+            self._dead.remember(f[i + _PARTITION], f[i + _OFFSET], str(error))
+        lib.shmbus_nack(self._h, f[i + _PARTITION], f[i + _OFFSET], int(delay * 1e9))
+
+    def _own(self, m: Any) -> None:
+        if not isinstance(m, Message):
+            raise TypeError(f"ack takes Message objects, not {type(m).__name__}")
+        if m._c is not self:
+            raise AckError(f"message at offset {m.offset} of partition {m.partition} of "
+                           f"{m.topic!r} was delivered to another consumer")
 
     def seek(self, partition: int, offset: int) -> None:
         raise NotImplementedError("seek arrives with log retention")
@@ -243,6 +366,7 @@ class Consumer(Handle):
 
     def _release(self) -> None:
         self._detach(lib.shmbus_consumer_close)
+        self._dead.close()
 
     @property
     def closed(self) -> bool:

@@ -1,7 +1,8 @@
 """Thin Python over the C core: result codes become shmbus exceptions."""
 import os
 
-from ._errors import BusFull, CorruptSegmentError, MessageTooLargeError, ShmbusError
+from ._errors import (BusFull, ConfigMismatchError, CorruptSegmentError, MessageTooLargeError,
+                      ShmbusError)
 from ._native import ffi, lib
 
 NULL = ffi.NULL
@@ -14,6 +15,9 @@ _MESSAGES = {
     lib.SHMBUS_ENOSLOT: (ShmbusError, "no free entry left in the topic's tables"),
     lib.SHMBUS_EINVAL: (ShmbusError, "invalid argument to the C core"),
     lib.SHMBUS_FULL: (BusFull, "topic is full"),
+    lib.SHMBUS_ECONFIG: (ConfigMismatchError,
+                         "the group exists with another ack, ordering, max_deliveries or tethered"),
+    lib.SHMBUS_EBUSY: (ShmbusError, "the topic's group table stayed locked by another process"),
 }
 
 

@@ -31,7 +31,8 @@ class ConfigError(ShmbusError, ValueError):
 
 class ConfigMismatchError(ConfigError):
     """``create_topic(..., exist_ok=True)`` found the topic created with another value
-    for an option the call gave explicitly."""
+    for an option the call gave explicitly; or a consumer joins a named group that
+    exists with another ``ack``, ``ordering``, ``max_deliveries`` or ``tethered``."""
 
 
 class TopicNotFoundError(ShmbusError, LookupError):
@@ -49,6 +50,11 @@ class CorruptSegmentError(ShmbusError):
 
 class ClosedError(ShmbusError):
     """Using a bus, producer or consumer after ``close()``."""
+
+
+class AckError(ShmbusError, ValueError):
+    """``ack`` or ``nack`` of a message this consumer did not receive (another
+    consumer's, another group's), or ``nack`` under ``ack="auto"``."""
 
 
 class MessageReleasedError(ShmbusError):

@@ -18,6 +18,11 @@ _HLEN = lib.SHMBUS_D_HEADERS_LEN
 _TS = lib.SHMBUS_D_TIMESTAMP
 _POS = lib.SHMBUS_D_POSITION
 _KEYED = lib.SHMBUS_D_KEYED
+_COUNT = lib.SHMBUS_D_DELIVERY_COUNT
+_FLAGS = lib.SHMBUS_D_FLAGS
+# A flag of this process only, set in the delivery's flags when the message is
+# acknowledged or nacked: its bytes are no longer held for it.
+ACKED = 1 << 16
 
 
 class Offset(NamedTuple):
@@ -31,7 +36,8 @@ class Message:
     """A message delivered to a consumer.
 
     Fields are decoded only when asked for.  ``view()`` is a zero-copy window onto
-    the ring, valid until the consumer's next poll (which releases the message).
+    the ring, valid until the consumer's next poll (which releases the message),
+    or with ``ack="manual"`` until the message is acknowledged or nacked.
     ``value``, ``key`` and ``headers`` are copied out when accessed; reading them
     after the release still works while the ring has not reused the bytes, and
     raises :class:`MessageReleasedError` once it has.
@@ -61,7 +67,9 @@ class Message:
 
     @property
     def delivery_count(self) -> int:
-        return 1
+        """1 on the first delivery; raised each time the message is delivered again
+        (it stops at 4095)."""
+        return self._f[self._i + _COUNT]
 
     @property
     def msg_id(self) -> Optional[bytes]:
@@ -72,8 +80,11 @@ class Message:
         return 0
 
     def _held(self) -> bool:
-        """Whether the consumer still holds this message (no later poll yet)."""
+        """Whether the consumer still holds this message: with manual acks until it
+        is acknowledged, otherwise until the next poll."""
         c = self._c
+        if c._manual:
+            return not c._closing and not self._f[self._i + _FLAGS] & ACKED
         return self._f is c._flat and self._i >= c._held
 
     def _copy(self, start: int, length: int) -> bytes:
@@ -115,9 +126,10 @@ class Message:
         return _headers.decode(self._copy(f[i + _VLEN] + f[i + _KLEN], n)) if n else {}
 
     def view(self) -> memoryview:
-        """The value in place, without a copy; valid until the next poll."""
+        """The value in place, without a copy; valid until the next poll (manual
+        acks: until ack or nack)."""
         if not self._held():
-            raise MessageReleasedError("view() of a message released by a later poll")
+            raise MessageReleasedError("view() of a message released by a later poll or an ack")
         f, i = self._f, self._i
         at = f[i + _AT]
         return self._c._views[f[i + _PARTITION]][at:at + f[i + _VLEN]]

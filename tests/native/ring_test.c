@@ -66,8 +66,8 @@ static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t l
     f->topic = shmbus_topic_attach(f->meta, f->meta_size, f->meta_fd, parts, sizes, 1, liveness_ns, &err);
     if (!f->topic)
         return err;
-    f->consumer = shmbus_consumer_open(f->topic, f->consumer_fd, getpid(), 0, SHMBUS_GROUP_TETHERED,
-                                       SHMBUS_START_LATEST, &err);
+    struct shmbus_group_options group = {.flags = SHMBUS_GROUP_TETHERED, .start = SHMBUS_START_LATEST};
+    f->consumer = shmbus_consumer_open(f->topic, f->consumer_fd, getpid(), 0, &group, &err);
     f->producer = shmbus_producer_open(f->topic, f->producer_fd, getpid(), 0, &err);
     return f->consumer && f->producer ? 0 : -1;
 }

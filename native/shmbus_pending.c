@@ -1,0 +1,551 @@
+/* Tracked deliveries: every offset a tracked group hands out has an entry in the
+ * group's pending table (named groups, manual acks).  An entry is taken from the
+ * cursor, acknowledged, failed (nack, ack deadline, its member gone) and taken
+ * again, or passed to the dead letters; the committed offset moves over the
+ * done ones.  Every change is one 16-byte compare-and-swap of the entry, so a
+ * member that dies between two instructions leaves each entry in one state. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmbus_atomic.h"
+#include "shmbus_internal.h"
+#include "shmbus_liveness.h"
+#include "shmbus_wait.h"
+
+#define CLOCK_MASK ((1ULL << SHMBUS_P_CLOCK_BITS) - 1)
+#define DONE_WORD SHMBUS_P_WORD(SHMBUS_P_DONE, 0, 0, 0, 0, 0, 0)
+
+struct entry {
+    uint64_t offset;
+    uint64_t word;
+};
+
+static inline struct shmbus_pending *entry_at(struct shmbus_ring *r, uint32_t group, uint64_t off)
+{
+    return &r->pending[(uint64_t)group * r->window + (off & (r->window - 1))];
+}
+
+/* Offset, word, offset: the offset changes whenever the entry moves to another
+ * offset, so equal offsets mean the word belongs to it. */
+static inline struct entry entry_load(const struct shmbus_pending *e)
+{
+    struct entry v;
+    for (;;) {
+        v.offset = load_acquire(&e->offset);
+        v.word = load_acquire(&e->word);
+        if (load_acquire(&e->offset) == v.offset)
+            return v;
+        cpu_relax();
+    }
+}
+
+static inline int entry_cas(struct shmbus_pending *e, struct entry expected, uint64_t offset,
+                            uint64_t word)
+{
+    unsigned __int128 x = ((unsigned __int128)expected.word << 64) | expected.offset;
+    unsigned __int128 d = ((unsigned __int128)word << 64) | offset;
+    return __sync_bool_compare_and_swap((unsigned __int128 *)e, x, d);
+}
+
+static inline uint64_t now_ms(int64_t now_ns) { return ((uint64_t)now_ns / 1000000) & CLOCK_MASK; }
+
+static inline uint64_t later_ms(uint64_t ms, int64_t delta_ns)
+{
+    return (ms + (uint64_t)((delta_ns + 999999) / 1000000)) & CLOCK_MASK;
+}
+
+/* Whether deadline has come, comparing modulo the clock's width. */
+static inline int due(uint64_t deadline, uint64_t now)
+{
+    return ((now - deadline) & CLOCK_MASK) < (1ULL << (SHMBUS_P_CLOCK_BITS - 1));
+}
+
+/* Nanoseconds from now until the deadline (0 when due). */
+static inline int64_t ns_until(uint64_t deadline, uint64_t now)
+{
+    return due(deadline, now) ? 0 : (int64_t)((deadline - now) & CLOCK_MASK) * 1000000;
+}
+
+static inline int is_mine(const shmbus_consumer *c, uint64_t w)
+{
+    return SHMBUS_P_STATE(w) == SHMBUS_P_DELIVERED && SHMBUS_P_MEMBER(w) == c->member &&
+           SHMBUS_P_INCARNATION(w) == (c->incarnation & 15);
+}
+
+void shmbus_pending_reset(shmbus_topic *t, uint32_t group)
+{
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct shmbus_ring *r = &t->rings[i];
+        memset(entry_at(r, group, 0), 0, r->window * sizeof(struct shmbus_pending));
+    }
+}
+
+static void wake_takers(shmbus_topic *t)
+{
+    if (load_relaxed(&t->meta->wake.waiters))
+        shmbus_wake_consumers(t);
+}
+
+/* A delivery failed: it goes again not before `not_before`, or, once it has
+ * been delivered max_deliveries times, to the dead letters at once. */
+static int fail(shmbus_consumer *c, struct shmbus_ring *r, struct shmbus_pending *e,
+                struct entry v, uint32_t reason, uint64_t not_before, uint64_t now)
+{
+    uint32_t count = SHMBUS_P_COUNT(v.word);
+    uint32_t dead = SHMBUS_P_DEAD(v.word) ||
+                    (c->max_deliveries && count >= c->max_deliveries);
+    uint64_t w = SHMBUS_P_WORD(SHMBUS_P_READY, dead, reason, 0, 0, count, dead ? now : not_before);
+    if (!entry_cas(e, v, v.offset, w))
+        return 0;
+    fetch_add(&r->p->groups[c->group].ready, 1);
+    return 1;
+}
+
+/* Takes a ready entry for this member; fills its delivery.  0 if another took it. */
+static int take_ready(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, struct entry v,
+                      uint64_t now, uint64_t *out)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    uint32_t dead = SHMBUS_P_DEAD(v.word);
+    uint32_t reason = SHMBUS_P_REASON(v.word);
+    uint32_t count = SHMBUS_P_COUNT(v.word);
+    if (!dead && count < SHMBUS_P_MAX_COUNT)
+        count++;
+    uint64_t deadline = c->manual ? later_ms(now, c->ack_timeout_ns) : 0;
+    uint64_t w = SHMBUS_P_WORD(SHMBUS_P_DELIVERED, dead, reason, c->member, c->incarnation, count,
+                               deadline);
+    if (!entry_cas(e, v, v.offset, w))
+        return 0;
+    if (shmbus_fill_delivery(r, i, v.offset, count,
+                             dead | (reason << SHMBUS_DF_REASON_SHIFT), out) != SHMBUS_OK)
+        return SHMBUS_ECORRUPT;
+    if (!dead)
+        fetch_add(&r->p->groups[c->group].redelivered, 1);
+    return 1;
+}
+
+static void sweep_again_within(shmbus_consumer *c, int64_t now_ns, int64_t ns)
+{
+    if (now_ns + ns < c->next_sweep)
+        c->next_sweep = now_ns + ns;
+}
+
+/* Looks at every entry of the window [committed, cursor) of one partition:
+ * deliveries past their deadline or held by a member that is gone fail, and
+ * due ready ones are taken (when this member may read the partition).  Under
+ * ordering=partition a ready or redelivered entry holds later offsets back. */
+static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, uint64_t *out,
+                 uint32_t room)
+{
+    shmbus_topic *t = c->topic;
+    struct shmbus_ring *r = &t->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    struct shmbus_consumer_partition *cp = &c->parts[i];
+    uint64_t now = now_ms(now_ns);
+    uint8_t alive[SHMBUS_MAX_MEMBERS] = {0}; /* 0 not asked, 1 alive, 2 gone */
+    int taking = cp->owned && !cp->leaving, held = 0, released = 0;
+    uint32_t n = 0;
+    cp->ready_seen = load_acquire(&gl->ready); /* before looking: a later change is seen next time */
+    uint64_t end = load_acquire(&gl->cursor);
+    for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+        struct shmbus_pending *e = entry_at(r, c->group, off);
+        struct entry v = entry_load(e);
+        if (v.offset != off)
+            continue; /* being taken from the cursor right now */
+        if (SHMBUS_P_STATE(v.word) == SHMBUS_P_DELIVERED) {
+            uint32_t m = SHMBUS_P_MEMBER(v.word);
+            int mine = is_mine(c, v.word);
+            int gone = 0;
+            if (liveness && !mine) {
+                if (!alive[m])
+                    alive[m] = shmbus_member_alive(t, m, SHMBUS_P_INCARNATION(v.word), 15) ? 1 : 2;
+                gone = alive[m] == 2;
+            }
+            int expired = c->manual && due(SHMBUS_P_DEADLINE(v.word), now);
+            if (!gone && !expired) {
+                if (c->manual)
+                    sweep_again_within(c, now_ns, ns_until(SHMBUS_P_DEADLINE(v.word), now));
+                if (c->by_partition && (SHMBUS_P_COUNT(v.word) > 1 || SHMBUS_P_DEAD(v.word)))
+                    held = 1;
+                continue;
+            }
+            if (!c->manual) { /* at most once: what a member took is done */
+                if (entry_cas(e, v, off, DONE_WORD))
+                    released = 1;
+                continue;
+            }
+            if (!fail(c, r, e, v, gone ? SHMBUS_REASON_MEMBER_LEFT : SHMBUS_REASON_ACK_TIMEOUT, now,
+                      now))
+                continue;
+            v = entry_load(e);
+            if (v.offset != off)
+                continue;
+        }
+        if (SHMBUS_P_STATE(v.word) != SHMBUS_P_READY)
+            continue;
+        if (c->by_partition)
+            held = 1;
+        if (!taking || n >= room)
+            continue;
+        if (!due(SHMBUS_P_DEADLINE(v.word), now)) {
+            sweep_again_within(c, now_ns, ns_until(SHMBUS_P_DEADLINE(v.word), now));
+            if (c->by_partition)
+                taking = 0; /* in order: nothing after a message that must wait */
+            continue;
+        }
+        int k = take_ready(c, i, e, v, now, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS);
+        if (k < 0)
+            return n ? (int)n : k;
+        n += (uint32_t)k;
+    }
+    cp->held_back = (uint8_t)held;
+    if (released)
+        shmbus_advance_committed(t, i, c->group, end, 1);
+    return (int)n;
+}
+
+/* Takes new offsets at the group's cursor.  The entry is taken first (that is
+ * the claim), then the cursor moves; a member that finds an entry taken at the
+ * cursor moves the cursor on for its taker, who may have died in between. */
+static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out, uint32_t room)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    uint64_t deadline = c->manual ? later_ms(now, c->ack_timeout_ns) : 0;
+    uint64_t word = SHMBUS_P_WORD(SHMBUS_P_DELIVERED, 0, 0, c->member, c->incarnation, 1, deadline);
+    uint32_t n = 0;
+    while (n < room) {
+        uint64_t cur = load_acquire(&gl->cursor);
+        if (cur >= load_acquire(&gl->committed_offset) + r->window)
+            break; /* the window is full until the oldest delivery is done */
+        struct shmbus_pending *e = entry_at(r, c->group, cur);
+        struct entry v = entry_load(e);
+        if (v.offset > cur) { /* the cursor moved on meanwhile */
+            if (load_acquire(&gl->cursor) == cur)
+                break; /* or the entry is not this group's: never loop on it */
+            continue;
+        }
+        if (v.offset == cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY) {
+            cas(&gl->cursor, &cur, cur + 1);
+            continue;
+        }
+        /* An entry a window back is done before the committed offset passes it,
+         * and the cursor is inside the window: anything else is not ours to take. */
+        if (v.offset < cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_DONE &&
+            SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY)
+            break;
+        uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
+        int padding = seq == ((cur + 1) | SHMBUS_SEQ_PADDING);
+        if (seq != cur + 1 && !padding) {
+            if (shmbus_stuck_at(c, i, cur))
+                continue;
+            break;
+        }
+        if (!entry_cas(e, v, cur, padding ? DONE_WORD : word))
+            continue;
+        cas(&gl->cursor, &cur, cur + 1);
+        if (padding)
+            continue;
+        if (shmbus_fill_delivery(r, i, cur, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS) != SHMBUS_OK)
+            return n ? (int)n : SHMBUS_ECORRUPT;
+        n++;
+    }
+    if (n)
+        fetch_add(&gl->delivered, n);
+    return (int)n;
+}
+
+/* Auto acks: what the last poll handed out is done now. */
+static void release_unreleased(shmbus_consumer *c)
+{
+    shmbus_topic *t = c->topic;
+    uint32_t count = c->unreleased_count, k = 0;
+    c->unreleased_count = 0;
+    while (k < count) {
+        uint32_t i = (uint32_t)c->unreleased[2 * k];
+        struct shmbus_ring *r = &t->rings[i];
+        uint64_t done = 0;
+        for (; k < count && c->unreleased[2 * k] == i; k++) {
+            uint64_t off = c->unreleased[2 * k + 1];
+            struct shmbus_pending *e = entry_at(r, c->group, off);
+            struct entry v = entry_load(e);
+            if (v.offset == off && is_mine(c, v.word) && entry_cas(e, v, off, DONE_WORD))
+                done++;
+        }
+        if (done)
+            fetch_add(&r->p->groups[c->group].acked, done);
+        shmbus_advance_committed(t, i, c->group, load_acquire(&r->p->groups[c->group].cursor), 1);
+    }
+}
+
+static int remember_unreleased(shmbus_consumer *c, const uint64_t *out, uint32_t n)
+{
+    if (c->unreleased_cap < n) {
+        uint64_t *more = realloc(c->unreleased, 2 * sizeof(uint64_t) * n);
+        if (!more)
+            return SHMBUS_ESYS;
+        c->unreleased = more;
+        c->unreleased_cap = n;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        c->unreleased[2 * k] = out[k * SHMBUS_DELIVERY_FIELDS + SHMBUS_D_PARTITION];
+        c->unreleased[2 * k + 1] = out[k * SHMBUS_DELIVERY_FIELDS + SHMBUS_D_OFFSET];
+    }
+    c->unreleased_count = n;
+    return SHMBUS_OK;
+}
+
+static int ready_changed(shmbus_consumer *c, uint32_t i)
+{
+    return load_acquire(&c->topic->rings[i].p->groups[c->group].ready) != c->parts[i].ready_seen;
+}
+
+/* Ownership (ordering=partition): look again when the group's epoch moved, and
+ * at least every quarter of the liveness timeout.  Returns whether to check
+ * liveness in this poll's sweep. */
+static int maintain(shmbus_consumer *c, int64_t now)
+{
+    shmbus_topic *t = c->topic;
+    int liveness = now >= c->next_liveness;
+    if (c->by_partition) {
+        uint32_t epoch = load_acquire(&t->meta->groups[c->group].epoch);
+        int leaving = 0;
+        for (uint32_t i = 0; i < t->count; i++)
+            leaving |= c->parts[i].leaving;
+        if (liveness || epoch != c->epoch_seen) {
+            c->epoch_seen = epoch;
+            if (shmbus_group_rebalance(c))
+                liveness = 1; /* a partition taken over: its old owner's deliveries go again */
+        } else if (leaving) {
+            shmbus_group_handover(c);
+        }
+    }
+    if (liveness)
+        c->next_liveness = now + t->liveness_ns / 4;
+    return liveness;
+}
+
+int shmbus_poll_tracked(shmbus_consumer *c, uint64_t *out, uint32_t max)
+{
+    shmbus_topic *t = c->topic;
+    if (!c->manual)
+        release_unreleased(c);
+    int64_t now_ns = shmbus_now_monotonic();
+    int liveness = maintain(c, now_ns);
+    int all = liveness || c->sweep_now || now_ns >= c->next_sweep;
+    if (all)
+        c->next_sweep = now_ns + t->liveness_ns / 4;
+    c->sweep_now = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->count && n < max; i++) {
+        if (!c->parts[i].owned || !(all || ready_changed(c, i)))
+            continue;
+        int k = sweep(c, i, now_ns, liveness, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS, max - n);
+        if (k < 0)
+            return n ? (int)n : k;
+        n += (uint32_t)k;
+    }
+    uint64_t now = now_ms(now_ns);
+    for (uint32_t k = 0; k < t->count && n < max; k++) {
+        uint32_t i = (c->next + k) % t->count;
+        struct shmbus_consumer_partition *cp = &c->parts[i];
+        if (!cp->owned || cp->leaving || cp->held_back)
+            continue;
+        int got = take_new(c, i, now, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS, max - n);
+        if (got < 0)
+            return n ? (int)n : got;
+        n += (uint32_t)got;
+    }
+    if (n)
+        c->next = (c->next + 1) % t->count;
+    if (!c->manual && n && remember_unreleased(c, out, n) != SHMBUS_OK)
+        return SHMBUS_ESYS;
+    return (int)n;
+}
+
+/* For waiting: 1 when a poll may find something (a record at a readable
+ * cursor inside the window, a ready entry, a change of ownership). */
+int shmbus_tracked_available(shmbus_consumer *c)
+{
+    shmbus_topic *t = c->topic;
+    if (c->by_partition && load_acquire(&t->meta->groups[c->group].epoch) != c->epoch_seen)
+        return 1;
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct shmbus_consumer_partition *cp = &c->parts[i];
+        if (!cp->owned)
+            continue;
+        if (ready_changed(c, i))
+            return 1;
+        if (cp->leaving || cp->held_back)
+            continue;
+        struct shmbus_ring *r = &t->rings[i];
+        struct shmbus_group_line *gl = &r->p->groups[c->group];
+        uint64_t cur = load_acquire(&gl->cursor);
+        if (cur >= load_acquire(&gl->committed_offset) + r->window)
+            continue;
+        uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
+        if (seq == cur + 1 || seq == ((cur + 1) | SHMBUS_SEQ_PADDING))
+            return 1;
+    }
+    return 0;
+}
+
+/* Ends one delivery this member holds: done (ack, dead-lettered) or failed (nack). */
+static int finish(shmbus_consumer *c, uint32_t i, uint64_t off, int64_t nack_delay_ns)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    struct shmbus_pending *e = entry_at(r, c->group, off);
+    struct entry v = entry_load(e);
+    if (v.offset != off || !is_mine(c, v.word))
+        return 0;
+    if (nack_delay_ns >= 0) {
+        uint64_t now = now_ms(shmbus_now_monotonic());
+        if (!fail(c, r, e, v, SHMBUS_REASON_NACK, later_ms(now, nack_delay_ns), now))
+            return 0;
+        if (c->by_partition)
+            c->parts[i].held_back = 1;
+        c->sweep_now = 1;
+        return 1;
+    }
+    return entry_cas(e, v, off, DONE_WORD);
+}
+
+/* After deliveries of partition i are done: the committed point moves, and a
+ * member waiting for room in the window is woken. */
+static void after_done(shmbus_consumer *c, uint32_t i)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    int full = load_acquire(&gl->cursor) >= load_acquire(&gl->committed_offset) + r->window;
+    if (shmbus_advance_committed(c->topic, i, c->group, load_acquire(&gl->cursor), 1) && full)
+        wake_takers(c->topic);
+    if (c->parts[i].held_back)
+        c->sweep_now = 1; /* a redelivery done may let later offsets go */
+}
+
+static int finish_batch(shmbus_consumer *c, const uint64_t *pairs, uint32_t count, int dead)
+{
+    if (!c->tracked)
+        return 0;
+    shmbus_topic *t = c->topic;
+    int total = 0;
+    uint32_t k = 0;
+    while (k < count) {
+        uint32_t i = (uint32_t)pairs[2 * k];
+        if (i >= t->count)
+            return SHMBUS_EINVAL;
+        uint64_t done = 0;
+        for (; k < count && pairs[2 * k] == i; k++)
+            done += (uint64_t)finish(c, i, pairs[2 * k + 1], -1);
+        if (done) {
+            struct shmbus_group_line *gl = &t->rings[i].p->groups[c->group];
+            fetch_add(dead ? &gl->dead_lettered : &gl->acked, done);
+            after_done(c, i);
+        }
+        total += (int)done;
+    }
+    return total;
+}
+
+int shmbus_ack_batch(shmbus_consumer *c, const uint64_t *pairs, uint32_t count)
+{
+    return finish_batch(c, pairs, count, 0);
+}
+
+int shmbus_ack(shmbus_consumer *c, uint32_t partition, uint64_t offset)
+{
+    uint64_t pair[2] = {partition, offset};
+    return finish_batch(c, pair, 1, 0);
+}
+
+int shmbus_dead_lettered(shmbus_consumer *c, uint32_t partition, uint64_t offset)
+{
+    uint64_t pair[2] = {partition, offset};
+    return finish_batch(c, pair, 1, 1);
+}
+
+int shmbus_nack(shmbus_consumer *c, uint32_t partition, uint64_t offset, int64_t delay_ns)
+{
+    if (!c->tracked || !c->manual)
+        return 0;
+    if (partition >= c->topic->count || delay_ns < 0)
+        return SHMBUS_EINVAL;
+    int r = finish(c, partition, offset, delay_ns);
+    if (r > 0 && delay_ns == 0)
+        wake_takers(c->topic);
+    return r;
+}
+
+/* Closing: what this member holds goes again (manual) or is done (auto). */
+void shmbus_release_all(shmbus_consumer *c)
+{
+    shmbus_topic *t = c->topic;
+    uint64_t now = now_ms(shmbus_now_monotonic());
+    int failed = 0;
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct shmbus_ring *r = &t->rings[i];
+        struct shmbus_group_line *gl = &r->p->groups[c->group];
+        uint64_t end = load_acquire(&gl->cursor);
+        for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+            struct shmbus_pending *e = entry_at(r, c->group, off);
+            struct entry v = entry_load(e);
+            if (v.offset != off || !is_mine(c, v.word))
+                continue;
+            if (c->manual)
+                failed |= fail(c, r, e, v, SHMBUS_REASON_MEMBER_LEFT, now, now);
+            else
+                entry_cas(e, v, off, DONE_WORD);
+        }
+        shmbus_advance_committed(t, i, c->group, end, 1);
+    }
+    c->unreleased_count = 0;
+    if (failed)
+        wake_takers(t);
+}
+
+int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t i)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    uint64_t end = load_acquire(&gl->cursor);
+    for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+        struct entry v = entry_load(entry_at(r, c->group, off));
+        if (v.offset == off && is_mine(c, v.word))
+            return 0;
+    }
+    return 1;
+}
+
+int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct shmbus_group_stats *out)
+{
+    if (g >= SHMBUS_MAX_GROUPS || partition >= t->count)
+        return SHMBUS_EINVAL;
+    struct shmbus_ring *r = &t->rings[partition];
+    struct shmbus_group_line *gl = &r->p->groups[g];
+    memset(out, 0, sizeof *out);
+    out->cursor = load_acquire(&gl->cursor);
+    out->committed_offset = load_acquire(&gl->committed_offset);
+    out->delivered = load_relaxed(&gl->delivered);
+    out->acked = load_relaxed(&gl->acked);
+    out->redelivered = load_relaxed(&gl->redelivered);
+    out->dead_lettered = load_relaxed(&gl->dead_lettered);
+    out->lost = load_relaxed(&gl->lost);
+    uint64_t owner = load_acquire(&gl->owner);
+    out->owner = owner ? (int64_t)(owner & 0xff) - 1 : -1;
+    const struct shmbus_group_record *rec = &t->meta->groups[g];
+    int tracked = rec->name_len > 0 || rec->ack == SHMBUS_ACK_MANUAL;
+    uint64_t end = out->cursor;
+    if (end - out->committed_offset > r->window)
+        end = out->committed_offset + r->window;
+    for (uint64_t off = out->committed_offset; off < end; off++) {
+        if (!tracked) {
+            out->pending = end - out->committed_offset;
+            break;
+        }
+        struct entry v = entry_load(entry_at(r, g, off));
+        uint32_t st = SHMBUS_P_STATE(v.word);
+        if (v.offset == off && (st == SHMBUS_P_DELIVERED || st == SHMBUS_P_READY))
+            out->pending++;
+    }
+    return SHMBUS_OK;
+}
