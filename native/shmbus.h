@@ -30,7 +30,8 @@ enum shmbus_limits {
     SHMBUS_MAX_PARTITIONS = 1024,
     SHMBUS_MAX_PRODUCERS = 128,
     SHMBUS_MAX_MEMBERS = 128,
-    SHMBUS_MAX_GROUPS = 64
+    SHMBUS_MAX_GROUPS = 64,
+    SHMBUS_MAX_DELIVERIES = 4095 /* a delivery count has 12 bits */
 };
 
 enum shmbus_on_full {
@@ -113,7 +114,7 @@ struct shmbus_partition_stats {
     uint64_t blocked_sends;
 };
 
-/* A group as its record says, for callers; state 0 means the entry is free. */
+/* A group as its record says, for callers. */
 struct shmbus_group_info {
     uint32_t state;
     uint32_t flags;
@@ -214,7 +215,7 @@ int shmbus_nack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset, 
 /* A dead letter handed out with SHMBUS_DF_DEAD_LETTER has been passed on (or dropped). */
 int shmbus_dead_lettered(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 
-/* Groups, for monitoring */
+/* Groups, for monitoring: group_info gives SHMBUS_EMPTY for an entry that is no group. */
 int shmbus_group_info(shmbus_topic *topic, uint32_t group, struct shmbus_group_info *out);
 int shmbus_group_stats(shmbus_topic *topic, uint32_t group, uint32_t partition,
                        struct shmbus_group_stats *out);

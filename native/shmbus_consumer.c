@@ -40,7 +40,7 @@ static int options_ok(const struct shmbus_group_options *o)
 {
     return o->start <= SHMBUS_START_COMMITTED && o->ack <= SHMBUS_ACK_MANUAL &&
            o->ordering <= SHMBUS_ORDERING_NONE && o->name_len <= SHMBUS_MAX_NAME &&
-           (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_P_MAX_COUNT &&
+           (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_MAX_DELIVERIES &&
            o->ack_timeout_ns >= 0 && (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
 }
 

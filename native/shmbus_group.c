@@ -263,7 +263,7 @@ int shmbus_group_info(shmbus_topic *t, uint32_t g, struct shmbus_group_info *out
     const struct shmbus_group_record *rec = &t->meta->groups[g];
     out->state = load_acquire(&rec->state);
     if (out->state != SHMBUS_GROUP_ACTIVE)
-        return SHMBUS_OK;
+        return SHMBUS_EMPTY;
     out->flags = rec->flags;
     out->ack = rec->ack;
     out->ordering = rec->ordering;

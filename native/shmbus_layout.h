@@ -205,7 +205,6 @@ enum shmbus_pending_state {
     ((uint64_t)(state) | ((uint64_t)(dead) << 2) | ((uint64_t)(reason) << 3) |                \
      ((uint64_t)(member) << 5) | ((uint64_t)((incarnation)&15) << 12) |                       \
      ((uint64_t)(count) << 16) | ((uint64_t)(deadline) << 28))
-#define SHMBUS_P_MAX_COUNT 4095
 #define SHMBUS_P_CLOCK_BITS 36
 #define SHMBUS_PENDING_WINDOW 4096 /* entries per group and partition, at most slot_count */
 
@@ -250,6 +249,7 @@ _Static_assert(sizeof(struct shmbus_group_line) == 2 * SHMBUS_CACHE_LINE, "group
 _Static_assert(offsetof(struct shmbus_group_line, delivered) == SHMBUS_CACHE_LINE, "counters alone");
 _Static_assert(sizeof(struct shmbus_pending) == 16, "a pending entry is one 16-byte CAS");
 _Static_assert(SHMBUS_MAX_MEMBERS <= 128, "a pending entry has 7 bits of member");
+_Static_assert(SHMBUS_MAX_DELIVERIES == 4095, "a pending entry has 12 bits of count");
 _Static_assert((SHMBUS_PENDING_WINDOW & (SHMBUS_PENDING_WINDOW - 1)) == 0, "window is a power of two");
 _Static_assert(sizeof(struct shmbus_producer_line) == SHMBUS_CACHE_LINE, "producer line");
 _Static_assert(sizeof(struct shmbus_tail_line) == SHMBUS_CACHE_LINE, "tail line");

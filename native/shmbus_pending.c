@@ -109,7 +109,7 @@ static int take_ready(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, 
     uint32_t dead = SHMBUS_P_DEAD(v.word);
     uint32_t reason = SHMBUS_P_REASON(v.word);
     uint32_t count = SHMBUS_P_COUNT(v.word);
-    if (!dead && count < SHMBUS_P_MAX_COUNT)
+    if (!dead && count < SHMBUS_MAX_DELIVERIES)
         count++;
     uint64_t deadline = c->manual ? later_ms(now, c->ack_timeout_ns) : 0;
     uint64_t w = SHMBUS_P_WORD(SHMBUS_P_DELIVERED, dead, reason, c->member, c->incarnation, count,
@@ -204,6 +204,14 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
     return (int)n;
 }
 
+/* The cursor moves from an offset whose entry is taken to the next; another
+ * member may have moved it already. */
+static inline void move_cursor(struct shmbus_group_line *gl, uint64_t taken)
+{
+    uint64_t expected = taken;
+    cas(&gl->cursor, &expected, taken + 1);
+}
+
 /* Takes new offsets at the group's cursor.  The entry is taken first (that is
  * the claim), then the cursor moves; a member that finds an entry taken at the
  * cursor moves the cursor on for its taker, who may have died in between. */
@@ -226,7 +234,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
             continue;
         }
         if (v.offset == cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY) {
-            cas(&gl->cursor, &cur, cur + 1);
+            move_cursor(gl, cur);
             continue;
         }
         /* An entry a window back is done before the committed offset passes it,
@@ -243,7 +251,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         }
         if (!entry_cas(e, v, cur, padding ? DONE_WORD : word))
             continue;
-        cas(&gl->cursor, &cur, cur + 1);
+        move_cursor(gl, cur);
         if (padding)
             continue;
         if (shmbus_fill_delivery(r, i, cur, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS) != SHMBUS_OK)

@@ -2,7 +2,7 @@
 from typing import Any, Dict, List, Optional
 
 from . import _dead_letter, _names, _segment
-from ._config import FSYNC, ON_FULL, RETENTION, seconds, topic_config
+from ._config import ACK, FSYNC, ON_FULL, ORDERING, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
 from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, TopicExistsError,
@@ -157,11 +157,23 @@ class Bus:
         }
 
     def stats(self, name: str) -> Dict[str, Any]:
-        """Live figures of a topic, read from shared memory without locks:
-        ``{"partitions": [{"published", "oldest", "dropped_full",
-        "recovered_claims", "blocked_sends", "bytes_in_use"}, ...]}``.
+        """Live figures of a topic, read from shared memory without locks::
+
+            {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
+                             "recovered_claims", "blocked_sends"}, ...],
+             "groups": [{"name", "private", "members", "ack", "ordering",
+                         "lag", "delivered", "acked", "redelivered",
+                         "dead_lettered", "pending",
+                         "partitions": [{"cursor", "committed", "lag", "delivered",
+                                         "acked", "redelivered", "dead_lettered",
+                                         "lost", "pending", "owner"}, ...]}, ...]}
+
         ``published`` is the partition's end offset; ``oldest`` the first offset
-        still held for some group."""
+        still held for some group.  A group's ``name`` is None for a consumer's
+        private group; ``owner`` is the member entry that owns the partition under
+        ``ordering="partition"`` (None when nobody does).  Under ``ack="auto"``
+        ``acked`` counts released messages and ``pending`` those handed out and
+        not yet released."""
         m = self._map(name)
         try:
             out = ffi.new("struct shmbus_partition_stats *")
@@ -176,7 +188,7 @@ class Bus:
                     "recovered_claims": out.recovered_claims,
                     "blocked_sends": out.blocked_sends,
                 })
-            return {"partitions": parts}
+            return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:
             m.release()
 
@@ -283,6 +295,48 @@ class Bus:
 
 def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:
     return Bus(name, path, liveness_timeout=liveness_timeout)
+
+
+_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "pending")
+
+
+def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    info = ffi.new("struct shmbus_group_info *")
+    st = ffi.new("struct shmbus_group_stats *")
+    groups = []
+    for g in range(lib.SHMBUS_MAX_GROUPS):
+        r = lib.shmbus_group_info(m.handle, g, info)
+        if r == lib.SHMBUS_EMPTY:  # no group in this entry
+            continue
+        check(r)
+        per = []
+        for i in range(m.partitions):
+            check(lib.shmbus_group_stats(m.handle, g, i, st))
+            per.append({
+                "cursor": st.cursor,
+                "committed": st.committed_offset,
+                "lag": max(0, parts[i]["published"] - st.committed_offset),
+                "delivered": st.delivered,
+                "acked": st.acked,
+                "redelivered": st.redelivered,
+                "dead_lettered": st.dead_lettered,
+                "lost": st.lost,
+                "pending": st.pending,
+                "owner": None if st.owner < 0 else st.owner,
+            })
+        private = bool(info.flags & lib.SHMBUS_GROUP_PRIVATE)
+        group = {
+            "name": None if private else ffi.unpack(info.name, info.name_len).decode(),
+            "private": private,
+            "members": info.members,
+            "ack": _name_of(ACK, info.ack),
+            "ordering": _name_of(ORDERING, info.ordering),
+            "lag": sum(p["lag"] for p in per),
+        }
+        group.update({k: sum(p[k] for p in per) for k in _GROUP_COUNTERS})
+        group["partitions"] = per
+        groups.append(group)
+    return groups
 
 
 def _name_of(table: Dict[str, int], value: int) -> str:

@@ -75,8 +75,8 @@ class Consumer(Handle):
         self._spin = int(seconds(spin, "spin", allow_none=False) * 1e9)
         if max_deliveries is not None and (isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int)):
             raise TypeError("max_deliveries must be an int or None")
-        if max_deliveries is not None and not 1 <= max_deliveries <= lib.SHMBUS_P_MAX_COUNT:
-            raise ConfigError(f"max_deliveries must be between 1 and {lib.SHMBUS_P_MAX_COUNT}")
+        if max_deliveries is not None and not 1 <= max_deliveries <= lib.SHMBUS_MAX_DELIVERIES:
+            raise ConfigError(f"max_deliveries must be between 1 and {lib.SHMBUS_MAX_DELIVERIES}")
         if not isinstance(tethered, bool):
             raise TypeError("tethered must be a bool")
         if ack == "auto" and (max_deliveries is not None or dead_letter is not None):

@@ -7,6 +7,7 @@ or ``(label, "error", traceback)`` on the results queue.  Workers bound every
 wait by themselves (deadlines, poll timeouts, Event.wait timeouts) so that a
 broken bus makes them report instead of hanging; the parent kills them anyway.
 """
+import importlib
 import os
 import struct
 import threading
@@ -45,7 +46,11 @@ def parse(value: bytes):
 def run(results, label, fname, kwargs):
     """Entry point of every child: runs ``fname(**kwargs)`` and reports."""
     try:
-        out = globals()[fname](**kwargs)
+        if ":" in fname:  # a worker of another module: "module:function"
+            module, fname = fname.split(":")
+            out = getattr(importlib.import_module(module), fname)(**kwargs)
+        else:
+            out = globals()[fname](**kwargs)
     except BaseException:
         results.put((label, "error", traceback.format_exc()))
     else:

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 import shmbus
+from _procs import Procs
 
 SHM = "/dev/shm"
 
@@ -54,3 +55,12 @@ def bus(bus_name):
 def spawn():
     """The spawn multiprocessing context: children start fresh interpreters."""
     return multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def procs(spawn, bus):  # after `bus`: the children are gone before the bus is unlinked
+    ps = Procs(spawn)
+    try:
+        yield ps
+    finally:
+        ps.close()
