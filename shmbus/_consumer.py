@@ -27,6 +27,8 @@ SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
 MAX_BATCH = 65536
 # Deliveries fetched per call into the core by poll(); handed out one per poll.
 # They are committed together, at the fetch after the last one is handed out.
+# With manual acks poll() fetches one at a time: a delivery's ack deadline starts
+# when it is handed out, and a nack holds back what was not handed out yet.
 PREFETCH = 64
 
 
@@ -129,7 +131,7 @@ class Consumer(Handle):
             m._f = self._flat
             m._i = i
             return m
-        if not self._fetch(PREFETCH, timeout):
+        if not self._fetch(1 if self._manual else PREFETCH, timeout):
             return None
         self._i = _FIELDS
         m = _new(Message)
