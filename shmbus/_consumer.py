@@ -131,6 +131,10 @@ class Consumer(Handle):
             m._f = self._flat
             m._i = i
             return m
+        if self._manual:
+            m = self._take_one()
+            if m is not None:
+                return m
         if not self._fetch(1 if self._manual else PREFETCH, timeout):
             return None
         self._i = _FIELDS
@@ -166,6 +170,30 @@ class Consumer(Handle):
             m._i = j
             out.append(m)
         return out
+
+    def _take_one(self) -> Optional[Message]:
+        """Manual acks: one delivery that is there now, by the shortest path; None
+        sends poll() the long way (waiting, dead letters, errors, closing)."""
+        self._busy = True
+        try:
+            if self._closing or _poll_wait(self._h, self._out, 1, 0, 0) != 1:
+                return None
+            flat = self._fields[:_FIELDS].tolist()
+            if flat[_FLAGS]:
+                self._pass_dead_letters(flat)
+                return None
+        finally:
+            self._busy = False
+            if self._closing:
+                self._release()
+        self._flat = flat
+        self._i = self._n = _FIELDS
+        self._held = 0
+        m = _new(Message)
+        m._c = self
+        m._f = flat
+        m._i = 0
+        return m
 
     def _fetch(self, max_messages: int, timeout: Optional[float]) -> int:
         """One call into the core for up to ``max_messages`` deliveries (waiting up
@@ -268,15 +296,18 @@ class Consumer(Handle):
         one redelivered to another member after its ``ack_timeout``, does nothing.
         With ``ack="auto"`` messages are committed by the next poll, so this only
         checks its argument.  A message of another consumer raises AckError."""
+        if messages.__class__ is Message and messages._c is self and self._manual:
+            f, i = messages._f, messages._i  # the common case, by the shortest path
+            if not f[i + _FLAGS] & ACKED:
+                if self._h is None:
+                    raise ClosedError("consumer is closed")
+                f[i + _FLAGS] |= ACKED
+                _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
+            return
         if self._h is None:
             raise ClosedError("consumer is closed")
         if isinstance(messages, Message):
             self._own(messages)
-            if self._manual:
-                f, i = messages._f, messages._i
-                if not f[i + _FLAGS] & ACKED:
-                    f[i + _FLAGS] |= ACKED
-                    _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
             return
         if not isinstance(messages, (list, tuple)):
             raise TypeError(f"ack takes a Message or a list of them, not {type(messages).__name__}")
