@@ -179,7 +179,7 @@ class Consumer(Handle):
             if self._closing or _poll_wait(self._h, self._out, 1, 0, 0) != 1:
                 return None
             flat = self._fields[:_FIELDS].tolist()
-            if flat[_FLAGS]:
+            if flat[_FLAGS] & _DEAD:
                 self._pass_dead_letters(flat)
                 return None
         finally:
