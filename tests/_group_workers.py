@@ -2,6 +2,7 @@
 
 Run through ``_workers.run`` as ``"_group_workers:function"``.  Every wait is
 bounded by the worker itself; the parent kills what is left anyway."""
+import pickle
 import time
 from array import array
 
@@ -84,24 +85,23 @@ def poison_member(bus_name, topic, group, ready, stop, poison, dead_letter, max_
     return acked.tobytes()
 
 
-def ordered_member(bus_name, topic, group, ready, records, stop, deadline=60.0):
-    """ordering="partition", manual acks: puts [(key, seq, time)] of each batch on
-    ``records`` before acking it, so that a kill loses nothing it processed."""
-    with shmbus.Bus(bus_name) as bus, bus.consumer(topic, group=group, ordering="partition",
-                                                   ack="manual", start="earliest",
-                                                   ack_timeout=30.0) as c:
+def recording_member(bus_name, topic, group, ready, records, stop, ordering="partition",
+                     deadline=60.0):
+    """Manual acks: publishes [(value, delivery_count, time_ns)] of each batch to
+    the topic ``records`` before acking it.  A send is in shared memory when it
+    returns (a multiprocessing.Queue would still hold it in a feeder thread), so a
+    kill loses nothing the member processed."""
+    with shmbus.Bus(bus_name) as bus, bus.producer(records) as out, \
+            bus.consumer(topic, group=group, ordering=ordering, ack="manual", start="earliest",
+                         ack_timeout=30.0) as c:
         ready.set()
         end = time.monotonic() + deadline
         while not stop.is_set() and time.monotonic() < end:
             msgs = c.poll_batch(20, timeout=0.05)
-            if not msgs:
-                continue
-            batch = []
-            for m in msgs:
-                key, seq = m.value.split(b":")
-                batch.append((key.decode(), int(seq), time.monotonic_ns()))
-            records.put(batch)
-            c.ack(msgs)
+            if msgs:
+                out.send(pickle.dumps([(m.value, m.delivery_count, time.monotonic_ns())
+                                       for m in msgs]))
+                c.ack(msgs)
     return None
 
 
