@@ -212,6 +212,8 @@ uint32_t shmbus_consumer_group(shmbus_consumer *consumer);
 int shmbus_ack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 int shmbus_ack_batch(shmbus_consumer *consumer, const uint64_t *pairs, uint32_t count);
 int shmbus_nack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset, int64_t delay_ns);
+/* Fetched deliveries the application never saw go back, undelivered (on close). */
+int shmbus_give_back(shmbus_consumer *consumer, const uint64_t *pairs, uint32_t count);
 /* A dead letter handed out with SHMBUS_DF_DEAD_LETTER has been passed on (or dropped). */
 int shmbus_dead_lettered(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 

@@ -119,7 +119,7 @@ static int take_ready(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, 
     if (shmbus_fill_delivery(r, i, v.offset, count,
                              dead | (reason << SHMBUS_DF_REASON_SHIFT), out) != SHMBUS_OK)
         return SHMBUS_ECORRUPT;
-    if (!dead)
+    if (!dead && SHMBUS_P_COUNT(v.word) > 0) /* 0: given back, never seen */
         fetch_add(&r->p->groups[c->group].redelivered, 1);
     return 1;
 }
@@ -482,6 +482,38 @@ int shmbus_nack(shmbus_consumer *c, uint32_t partition, uint64_t offset, int64_t
     if (r > 0 && delay_ns == 0)
         wake_takers(c->topic);
     return r;
+}
+
+/* Deliveries fetched but never handed to the application (a consumer closing
+ * with prefetched messages) go back as if never delivered. */
+int shmbus_give_back(shmbus_consumer *c, const uint64_t *pairs, uint32_t count)
+{
+    if (!c->tracked)
+        return 0;
+    shmbus_topic *t = c->topic;
+    uint64_t now = now_ms(shmbus_now_monotonic());
+    int given = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t i = (uint32_t)pairs[2 * k];
+        uint64_t off = pairs[2 * k + 1];
+        if (i >= t->count)
+            return SHMBUS_EINVAL;
+        struct shmbus_ring *r = &t->rings[i];
+        struct shmbus_pending *e = entry_at(r, c->group, off);
+        struct entry v = entry_load(e);
+        if (v.offset != off || !is_mine(c, v.word))
+            continue;
+        uint32_t n = SHMBUS_P_COUNT(v.word);
+        uint64_t w = SHMBUS_P_WORD(SHMBUS_P_READY, SHMBUS_P_DEAD(v.word), SHMBUS_P_REASON(v.word), 0,
+                                   0, n > 0 ? n - 1 : 0, now);
+        if (entry_cas(e, v, off, w)) {
+            fetch_add(&r->p->groups[c->group].ready, 1);
+            given++;
+        }
+    }
+    if (given)
+        wake_takers(t);
+    return given;
 }
 
 /* Closing: what this member holds goes again (manual) or is done (auto). */

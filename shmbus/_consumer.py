@@ -63,7 +63,7 @@ class Consumer(Handle):
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead")
+                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -90,6 +90,7 @@ class Consumer(Handle):
         self.group = group
         self._busy = False
         self._closing = False
+        self._unread: Any = None
         self._manual = ack == "manual"
         self._maps = topic.maps
         self._views = topic.views
@@ -390,14 +391,20 @@ class Consumer(Handle):
         if self._closing:
             return
         self._closing = True
+        flat, i, n = self._flat, self._i, self._n
         self._n = 0  # poll() stops handing out fetched deliveries
         self._flat = ()  # and the messages it handed out are released
+        if i < n and self.group is not None:  # fetched, never handed out: they go back
+            unread = [x for j in range(i, n, _FIELDS) for x in (flat[j + _PARTITION], flat[j + _OFFSET])]
+            self._unread = ffi.new("uint64_t[]", unread)
         if self._busy:
             lib.shmbus_wake_consumers(self._map.handle)
         else:
             self._release()
 
     def _release(self) -> None:
+        if self._unread is not None and self._h is not None:
+            lib.shmbus_give_back(self._h, self._unread, len(self._unread) // 2)
         self._detach(lib.shmbus_consumer_close)
         self._dead.close()
 

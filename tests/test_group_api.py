@@ -283,3 +283,19 @@ def test_partition_ordering_gives_each_partition_to_one_member(bus):
         assert parts_a and parts_b and not parts_a & parts_b
         owners = [p["owner"] for p in group_stats(bus, "p", "g")["partitions"]]
         assert None not in owners and len(set(owners)) == 2
+
+
+def test_closing_gives_back_fetched_messages_never_handed_out(bus, topic):
+    with bus.consumer(topic, group="g", ordering="none") as c2:
+        c1 = bus.consumer(topic, group="g", ordering="none")
+        send(bus, topic, [b"%d" % i for i in range(10)])
+        first = int(c1.poll(timeout=1).value)  # fetches all ten, hands out one
+        assert c2.poll(timeout=0.1) is None
+        c1.close()
+        rest = take(c2, 9)
+        assert sorted(int(m.value) for m in rest) == [i for i in range(10) if i != first]
+        assert all(m.delivery_count == 1 for m in rest)
+        assert c2.poll(timeout=0.1) is None
+        g = group_stats(bus, topic, "g")
+        assert g["redelivered"] == 0
+    assert group_stats(bus, topic, "g")["lag"] == 0
