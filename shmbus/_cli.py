@@ -10,9 +10,10 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="shmbus", description="A message bus for processes on one host.")
     ap.add_argument("--version", action="version", version=f"shmbus {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="producers, subscribers and live figures")
+    demo = sub.add_parser("demo", help="producers, a worker group, subscribers and live figures")
     demo.add_argument("--producers", type=int, default=2)
-    demo.add_argument("--subscribers", type=int, default=3)
+    demo.add_argument("--workers", type=int, default=2, help="members of the worker group")
+    demo.add_argument("--subscribers", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=5.0, help="how long the producers publish")
     return ap
 
@@ -24,10 +25,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.print_usage(sys.stderr)
         return 2
     if args.command == "demo":
-        if args.producers < 1 or args.subscribers < 1 or args.seconds <= 0:
-            ap.error("--producers and --subscribers must be >= 1, --seconds > 0")
+        if args.producers < 1 or args.subscribers < 0 or args.workers < 0 or args.seconds <= 0:
+            ap.error("--producers must be >= 1, --workers and --subscribers >= 0, --seconds > 0")
+        if args.subscribers + args.workers == 0:
+            ap.error("the demo needs a worker or a subscriber")
         from . import _demo
-        return _demo.run(args.producers, args.subscribers, args.seconds)
+        return _demo.run(args.producers, args.subscribers, args.workers, args.seconds)
     return 2
 
 

@@ -1,9 +1,12 @@
-"""``shmbus demo``: producer processes, subscriber processes, live figures.
+"""``shmbus demo``: producer processes, a worker group, subscriber processes, live
+figures.
 
-Producers publish keyed, numbered messages to the topic ``events``; every
-subscriber (a private group each) receives every message and checks the order per
-producer.  Subscribers report their figures on a second topic, ``figures``, which
-this process reads to draw the live table: the demo uses the bus to watch itself.
+Producers publish keyed, numbered messages to the topic ``events``.  The workers
+share one group (``workers``, manual acks): each message goes to one of them.
+Every subscriber (a private group each) receives every message and checks the
+order per producer.  Workers and subscribers report their figures on a second
+topic, ``figures``, which this process reads to draw the live table: the demo uses
+the bus to watch itself.
 """
 import multiprocessing as mp
 import os
@@ -34,9 +37,11 @@ def _produce(bus_name: str, ident: int, seconds: float, start: float) -> None:
                 break
 
 
-def _subscribe(bus_name: str, ident: int, producers: int, ready) -> None:
-    with Bus(bus_name) as bus, bus.consumer("events", start="latest") as c, \
-            bus.producer("figures") as report:
+def _subscribe(bus_name: str, ident: int, producers: int, ready, group=None) -> None:
+    """A subscriber (group None) or a member of the worker group (acks by batch)."""
+    with Bus(bus_name) as bus, bus.producer("figures") as report, \
+            bus.consumer("events", group=group, start="latest", ordering="none",
+                         ack="manual" if group else "auto") as c:
         ready.set()
         expected = [0] * producers
         received = disorder = latency = 0
@@ -47,10 +52,12 @@ def _subscribe(bus_name: str, ident: int, producers: int, ready) -> None:
             now_ns = time.time_ns()
             for m in msgs:
                 pid, seq, sent = RECORD.unpack_from(m.view())
-                if seq != expected[pid]:
+                if seq != expected[pid] and not group:
                     disorder += 1
                 expected[pid] = seq + 1
                 latency += now_ns - sent
+            if group and msgs:
+                c.ack(msgs)
             received += len(msgs)
             idle_since = None if msgs else (idle_since or time.monotonic())
             # done: something came, then a second of silence (the producers stopped)
@@ -62,9 +69,12 @@ def _subscribe(bus_name: str, ident: int, producers: int, ready) -> None:
                 return
 
 
-def run(producers: int = 2, subscribers: int = 3, seconds: float = 5.0) -> int:
+WORKERS = 100  # figures ident of the first worker
+
+
+def run(producers: int = 2, subscribers: int = 2, workers: int = 2, seconds: float = 5.0) -> int:
     """Run the demo; returns the process exit status (0: every subscriber got every
-    message, in order)."""
+    message, in order, and the workers got every message once between them)."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
@@ -78,9 +88,12 @@ def run(producers: int = 2, subscribers: int = 3, seconds: float = 5.0) -> int:
         bus.create_topic("events", partitions=2, capacity=2 * 2**20)
         bus.create_topic("figures", capacity=2**20, on_full="drop_newest")
         watch = bus.consumer("figures", start="earliest")
-        readies = [ctx.Event() for _ in range(subscribers)]
-        subs = [ctx.Process(target=_subscribe, args=(name, i, producers, readies[i]), daemon=True)
-                for i in range(subscribers)]
+        idents = list(range(subscribers)) + [WORKERS + i for i in range(workers)]
+        readies = [ctx.Event() for _ in idents]
+        subs = [ctx.Process(target=_subscribe, daemon=True,
+                            args=(name, ident, producers, ready,
+                                  "workers" if ident >= WORKERS else None))
+                for ident, ready in zip(idents, readies)]
         for p in subs:
             p.start()
         for r in readies:
@@ -104,13 +117,15 @@ def run(producers: int = 2, subscribers: int = 3, seconds: float = 5.0) -> int:
             (t0, n0), (t1, n1) = history[0], history[-1]
             rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
             t = Table(title=f"shmbus demo: bus {name!r}, {producers} producers -> "
-                            f"{subscribers} subscribers (each gets every message)")
+                            f"{workers} workers sharing one group, and {subscribers} "
+                            "subscribers that each get every message")
             for col in ("", "messages", "out of order", "mean latency", "state"):
                 t.add_column(col, justify="right")
             t.add_row("published", f"{published:,}", "", "", f"{rate / 1e3:,.0f} k msgs/s")
-            for i in range(subscribers):
-                _, got, bad, lat, done = figures.get(i, (i, 0, 0, 0, 0))
-                t.add_row(f"subscriber {i}", f"{got:,}", str(bad),
+            for ident in idents:
+                _, got, bad, lat, done = figures.get(ident, (ident, 0, 0, 0, 0))
+                label = f"worker {ident - WORKERS}" if ident >= WORKERS else f"subscriber {ident}"
+                t.add_row(label, f"{got:,}", "-" if ident >= WORKERS else str(bad),
                           f"{lat / got / 1e3:,.1f} µs" if got else "-",
                           "done" if done else "reading")
             return t
@@ -130,16 +145,21 @@ def run(producers: int = 2, subscribers: int = 3, seconds: float = 5.0) -> int:
             live.update(table())
         if not console.is_terminal:
             console.line()  # the last frame of the live table ends without one
-        published = sum(p["published"] for p in bus.stats("events")["partitions"])
+        stats = bus.stats("events")
+        published = sum(p["published"] for p in stats["partitions"])
+        group = next(g for g in stats["groups"] if g["name"] == "workers")
         watch.close()
-        ok = len(figures) == subscribers and all(
-            f[1] == published and f[2] == 0 for f in figures.values())
-        if ok:
-            console.print(f"[green]every subscriber received all {published:,} messages, "
-                          "in order per producer[/green]")
+        subs_ok = all(figures.get(i, (0, -1, 1))[1:3] == (published, 0) for i in range(subscribers))
+        shared = sum(figures.get(WORKERS + i, (0, 0))[1] for i in range(workers))
+        workers_ok = shared == published == group["acked"] and group["lag"] == 0
+        if subs_ok and workers_ok:
+            console.print(f"[green]every subscriber received all {published:,} messages, in "
+                          f"order per producer; the {workers} workers shared them, each message "
+                          "once[/green]")
         else:
-            console.print("[red]some subscriber missed messages or saw them out of order[/red]")
-        return 0 if ok else 1
+            console.print("[red]a subscriber missed messages or saw them out of order, or the "
+                          "workers did not get every message once[/red]")
+        return 0 if subs_ok and workers_ok else 1
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
