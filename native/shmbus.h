@@ -31,7 +31,8 @@ enum shmbus_limits {
     SHMBUS_MAX_PRODUCERS = 128,
     SHMBUS_MAX_MEMBERS = 128,
     SHMBUS_MAX_GROUPS = 64,
-    SHMBUS_MAX_DELIVERIES = 4095 /* a delivery count has 12 bits */
+    SHMBUS_MAX_DELIVERIES = 4095, /* a delivery count has 12 bits */
+    SHMBUS_MAX_DELAY_S = 31536000 /* ack timeouts and nack delays: a year at most */
 };
 
 enum shmbus_on_full {

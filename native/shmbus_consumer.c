@@ -41,7 +41,8 @@ static int options_ok(const struct shmbus_group_options *o)
     return o->start <= SHMBUS_START_COMMITTED && o->ack <= SHMBUS_ACK_MANUAL &&
            o->ordering <= SHMBUS_ORDERING_NONE && o->name_len <= SHMBUS_MAX_NAME &&
            (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_MAX_DELIVERIES &&
-           o->ack_timeout_ns >= 0 && (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
+           o->ack_timeout_ns >= 0 && o->ack_timeout_ns <= SHMBUS_MAX_DELAY_S * 1000000000LL &&
+           (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
 }
 
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
@@ -103,29 +104,39 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
 {
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_group_line *gl = &r->p->groups[group];
-    uint64_t off = load_acquire(&gl->committed_offset);
-    if (off >= upto)
-        return 0;
-    uint64_t pos = load_acquire(&gl->committed_position);
-    uint64_t start = off;
-    int padding = 0;
-    for (; off < upto; off++) {
-        const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
-        uint64_t seq = load_acquire(&s->seq);
-        if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
-            break;
-        if (!done_at(r, group, off, tracked))
-            break;
-        if (seq == off + 1) {
-            uint64_t end = s->position + slot_record_bytes(s);
-            if (end > pos)
-                pos = end;
-        } else {
-            padding = 1;
+    uint64_t start, off, pos;
+    int padding;
+    for (;;) {
+        start = off = load_acquire(&gl->committed_offset);
+        if (off >= upto)
+            return 0;
+        pos = load_acquire(&gl->committed_position);
+        padding = 0;
+        for (; off < upto; off++) {
+            const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
+            uint64_t seq = load_acquire(&s->seq);
+            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
+                break;
+            if (!done_at(r, group, off, tracked))
+                break;
+            if (seq == off + 1) {
+                uint64_t end = s->position + slot_record_bytes(s);
+                if (end > pos)
+                    pos = end;
+            } else {
+                padding = 1;
+            }
         }
+        if (off == start)
+            return 0;
+        /* Slots at or above the committed offset are not reused, so what was read
+         * above holds while it has not moved.  Another member of the group may
+         * have moved it meanwhile (and a producer reused a slot read here): then
+         * look again from where it is. */
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (load_relaxed(&gl->committed_offset) == start)
+            break;
     }
-    if (off == start)
-        return 0;
     /* A recovered claim's extent is unknown; once every offset claimed so far is
      * done, so is every byte claimed so far (the tail point is read whole). */
     if (padding) {
@@ -136,9 +147,13 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
     /* Members of one group may advance it at once: both points only rise, and
      * each rises to a point below which everything is done. */
     store_max(&gl->committed_position, pos);
-    /* seq_cst (store_max's CAS): the waiter count below is read after this store */
+    /* seq_cst (store_max's CAS): the waiter counts below are read after this store */
     store_max(&gl->committed_offset, off);
     shmbus_wake_producers(r->p);
+    /* a member may be waiting for room in a full window of pending deliveries */
+    if (tracked && load_acquire(&gl->cursor) >= start + r->window &&
+        load_relaxed(&t->meta->wake.waiters))
+        shmbus_wake_consumers(t);
     return 1;
 }
 
@@ -183,6 +198,8 @@ static int recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset
     uint64_t padding = (offset + 1) | SHMBUS_SEQ_PADDING;
     if (seq == offset + 1 || seq == padding)
         return 1;
+    if ((seq & ~SHMBUS_SEQ_PADDING) > offset + 1)
+        return 0; /* a later lap's record: the offset asked about is not the ring's */
     if (cas(&s->seq, &seq, padding))
         fetch_add(&p->counters.recovered_claims, 1);
     return 1;

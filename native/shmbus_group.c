@@ -1,7 +1,6 @@
 /* Groups: creating and joining them, leaving, who is a live member, and which
  * member owns which partition under ordering=partition. */
 #include <string.h>
-#include <time.h>
 
 #include "shmbus_atomic.h"
 #include "shmbus_internal.h"
@@ -10,33 +9,24 @@
 
 #define GROUP_LOCK_WAIT_NS 2000000000LL
 
-int shmbus_member_alive(shmbus_topic *t, uint32_t member, uint64_t incarnation, uint64_t mask)
+int shmbus_member_alive(shmbus_topic *t, uint32_t member, uint32_t group, uint64_t incarnation,
+                        uint64_t mask)
 {
     if (member >= SHMBUS_MAX_MEMBERS)
         return 0;
-    if ((load_acquire(&t->meta->members[member].incarnation) & mask) != (incarnation & mask))
+    const struct shmbus_member_record *m = &t->meta->members[member];
+    if ((load_acquire(&m->incarnation) & mask) != (incarnation & mask) ||
+        load_acquire(&m->group) != group)
         return 0;
     return shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(member));
 }
 
-/* The group table lock is an OFD lock too: a holder that dies lets go of it. */
-static int lock_groups(int fd)
-{
-    int64_t deadline = shmbus_now_monotonic() + GROUP_LOCK_WAIT_NS;
-    for (;;) {
-        int r = shmbus_lock_try(fd, SHMBUS_LOCK_GROUPS);
-        if (r != 0)
-            return r > 0 ? SHMBUS_OK : r;
-        if (shmbus_now_monotonic() >= deadline)
-            return SHMBUS_EBUSY;
-        struct timespec ts = {0, 100000};
-        nanosleep(&ts, NULL);
-    }
-}
+static int lock_groups(int fd) { return shmbus_lock_wait(fd, SHMBUS_LOCK_GROUPS, GROUP_LOCK_WAIT_NS); }
 
-/* Fills a group entry taken in state JOINING and makes it active.  Its
- * committed point is published before its mask bit, and the head is read
- * after, as shmbus_ring_free_point expects. */
+/* Fills a group entry taken in state JOINING (under the group lock) and makes
+ * it active, last: a process that dies before leaves an entry that the next
+ * holder of the lock frees.  The committed point is published before the mask
+ * bit, and the head is read after, as shmbus_ring_free_point expects. */
 static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_group_options *o)
 {
     shmbus_topic *t = c->topic;
@@ -67,7 +57,6 @@ static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_gro
         store_release(&gl->committed_position, load_acquire(&p->head.position));
         store_release(&gl->committed_offset, load_acquire(&p->head.offset));
     }
-    store_release(&rec->state, (uint32_t)SHMBUS_GROUP_ACTIVE);
     __atomic_fetch_or(&m->masks.active, 1ULL << g, __ATOMIC_SEQ_CST);
     if (o->flags & SHMBUS_GROUP_TETHERED)
         __atomic_fetch_or(&m->masks.tethered, 1ULL << g, __ATOMIC_SEQ_CST);
@@ -90,8 +79,10 @@ static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_gro
         }
         store_release(&gl->cursor, cursor);
     }
+    store_release(&rec->state, (uint32_t)SHMBUS_GROUP_ACTIVE);
 }
 
+/* Under the group lock. */
 static int take_free_group(shmbus_consumer *c, const struct shmbus_group_options *o)
 {
     for (uint32_t g = 0; g < SHMBUS_MAX_GROUPS; g++) {
@@ -125,30 +116,28 @@ static int join_named(shmbus_consumer *c, const struct shmbus_group_options *o)
         c->group = g;
         return SHMBUS_OK;
     }
-    int r = take_free_group(c, o);
-    if (r == SHMBUS_ENOSLOT && shmbus_reap_groups(c->topic) > 0)
-        r = take_free_group(c, o);
-    return r;
+    return SHMBUS_ENOSLOT;
 }
 
 int shmbus_group_join(shmbus_consumer *c, const struct shmbus_group_options *o)
 {
     shmbus_topic *t = c->topic;
-    int r;
-    if (o->name_len == 0) {
-        r = take_free_group(c, o);
-        if (r == SHMBUS_ENOSLOT && shmbus_reap_groups(t) > 0)
-            r = take_free_group(c, o);
-    } else {
-        r = lock_groups(c->lock_fd);
-        if (r != SHMBUS_OK)
-            return r;
-        r = join_named(c, o);
-        shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_GROUPS);
-    }
+    int r = lock_groups(c->lock_fd);
     if (r != SHMBUS_OK)
         return r;
-    store_release(&t->meta->members[c->member].group, c->group);
+    shmbus_reap_locked(t);
+    r = o->name_len ? join_named(c, o) : SHMBUS_ENOSLOT;
+    if (r == SHMBUS_ENOSLOT)
+        r = take_free_group(c, o);
+    if (r == SHMBUS_OK)
+        store_release(&t->meta->members[c->member].group, c->group);
+    shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_GROUPS);
+    if (r != SHMBUS_OK)
+        return r;
+    /* A dead member of this entry and incarnation (modulo 16) may have left
+     * deliveries that now look like ours: they go again, or are done. */
+    if (c->tracked)
+        shmbus_release_all(c);
     c->epoch_seen = fetch_add(&t->meta->groups[c->group].epoch, 1) + 1;
     /* the owners of partitions look at the new member at their next poll */
     if (c->by_partition)
@@ -162,10 +151,14 @@ void shmbus_group_leave(shmbus_consumer *c)
     struct shmbus_group_record *rec = &t->meta->groups[c->group];
     store_release(&t->meta->members[c->member].group, UINT32_MAX);
     if (rec->flags & SHMBUS_GROUP_PRIVATE) {
-        shmbus_group_release(t, c->group);
+        /* if the lock stays busy, the group is reaped later: its owner is gone */
+        if (lock_groups(c->lock_fd) == SHMBUS_OK) {
+            shmbus_group_release(t, c->group);
+            shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_GROUPS);
+        }
         return;
     }
-    uint64_t mine = SHMBUS_OWNER(c->member, c->incarnation);
+    uint64_t mine = shmbus_owner_word(c);
     for (uint32_t i = 0; i < t->count; i++) {
         uint64_t owner = mine;
         cas(&t->rings[i].p->groups[c->group].owner, &owner, 0);
@@ -181,7 +174,7 @@ static int hand_over(shmbus_consumer *c, uint32_t i)
     struct shmbus_consumer_partition *cp = &c->parts[i];
     if (!shmbus_owns_nothing_in_flight(c, i))
         return 0;
-    uint64_t owner = SHMBUS_OWNER(c->member, c->incarnation);
+    uint64_t owner = shmbus_owner_word(c);
     cas(&c->topic->rings[i].p->groups[c->group].owner, &owner, 0);
     cp->owned = 0;
     cp->leaving = 0;
@@ -208,18 +201,15 @@ int shmbus_group_rebalance(shmbus_consumer *c)
     shmbus_topic *t = c->topic;
     struct shmbus_meta *m = t->meta;
     uint32_t live[SHMBUS_MAX_MEMBERS], n = 0;
-    uint8_t is_live[SHMBUS_MAX_MEMBERS] = {0};
     for (uint32_t k = 0; k < SHMBUS_MAX_MEMBERS; k++) {
         if (load_acquire(&m->members[k].group) != c->group)
             continue;
-        if (k == c->member || shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(k))) {
+        if (k == c->member || shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(k)))
             live[n++] = k;
-            is_live[k] = 1;
-        }
     }
     if (n == 0) /* only when this member's own entry was overwritten */
         return 0;
-    uint64_t mine = SHMBUS_OWNER(c->member, c->incarnation);
+    uint64_t mine = shmbus_owner_word(c);
     int took = 0, moved = 0;
     for (uint32_t i = 0; i < t->count; i++) {
         struct shmbus_consumer_partition *cp = &c->parts[i];
@@ -237,12 +227,11 @@ int shmbus_group_rebalance(shmbus_consumer *c)
         cp->leaving = 0;
         if (desired != c->member)
             continue;
-        if (owner != 0) {
-            uint32_t om = (uint32_t)(owner & 0xff) - 1;
-            if (om < SHMBUS_MAX_MEMBERS && is_live[om] &&
-                load_acquire(&m->members[om].incarnation) == (owner >> 8))
-                continue; /* it hands the partition over when its deliveries are done */
-        }
+        /* an owner that lives (looked at now, not in the list made above: it may
+         * have joined since) hands the partition over when its deliveries are done */
+        if (owner != 0 && shmbus_member_alive(t, (uint32_t)(owner & 0xff) - 1, c->group, owner >> 8,
+                                              UINT64_MAX))
+            continue;
         if (cas(&gl->owner, &owner, mine)) {
             cp->owned = 1;
             took = moved = 1;

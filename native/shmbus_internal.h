@@ -73,6 +73,12 @@ struct shmbus_consumer {
     struct shmbus_consumer_partition parts[];
 };
 
+/* This consumer as a partition's owner (the group line's owner field). */
+static inline uint64_t shmbus_owner_word(const struct shmbus_consumer *c)
+{
+    return SHMBUS_OWNER(c->member, c->incarnation);
+}
+
 static inline uint64_t record_bytes(uint64_t payload)
 {
     uint64_t n = payload < SHMBUS_RECORD_ALIGN ? SHMBUS_RECORD_ALIGN : payload;
@@ -87,10 +93,14 @@ static inline uint64_t slot_record_bytes(const struct shmbus_slot *s)
 /* The free point of a ring: the slowest tethered group's committed point, or
  * the head when there is none.  Advances the head.  ring.c */
 struct shmbus_limit shmbus_ring_free_point(shmbus_topic *t, uint32_t partition);
-/* Ends an active group (close, or its owner died); 1 if this call ended it.  ring.c */
+/* Ends an active group (close, or its owner died); 1 if this call ended it.
+ * The caller holds the group lock.  ring.c */
 int shmbus_group_release(shmbus_topic *t, uint32_t group);
-/* Releases private groups whose owner died; returns how many.  ring.c */
-int shmbus_reap_groups(shmbus_topic *t);
+/* Releases private groups whose owner died, and frees entries a dead process
+ * left half-made; returns how many.  reap_locked: the caller holds the group
+ * lock; reap_groups takes it if it is free, and otherwise does nothing.  ring.c */
+int shmbus_reap_locked(shmbus_topic *t);
+int shmbus_reap_groups(shmbus_topic *t, int lock_fd);
 void shmbus_wake_producers(struct shmbus_partition *p);
 
 /* Moves a group's committed point over the done offsets below `upto`: for a
@@ -112,8 +122,10 @@ void shmbus_group_leave(shmbus_consumer *c);
  * (1 if it took any) and gives up what does not; handover finishes giving up. */
 int shmbus_group_rebalance(shmbus_consumer *c);
 void shmbus_group_handover(shmbus_consumer *c);
-/* Whether the member entry holds its lock and its incarnation matches (in mask). */
-int shmbus_member_alive(shmbus_topic *t, uint32_t member, uint64_t incarnation, uint64_t mask);
+/* Whether the member entry holds its lock, is in the group and its incarnation
+ * matches (in mask). */
+int shmbus_member_alive(shmbus_topic *t, uint32_t member, uint32_t group, uint64_t incarnation,
+                        uint64_t mask);
 
 /* Tracked deliveries: the pending table.  pending.c */
 int shmbus_poll_tracked(shmbus_consumer *c, uint64_t *out, uint32_t max);

@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 
 #include "shmbus.h"
 #include "shmbus_liveness.h"
+#include "shmbus_wait.h"
 
 static struct flock lock_of(short type, uint64_t byte)
 {
@@ -37,4 +39,18 @@ int shmbus_lock_held(int fd, uint64_t byte)
     if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
         return 1; /* cannot tell: assume alive, never steal from the living */
     return fl.l_type != F_UNLCK;
+}
+
+int shmbus_lock_wait(int fd, uint64_t byte, int64_t timeout_ns)
+{
+    int64_t deadline = shmbus_now_monotonic() + timeout_ns;
+    for (;;) {
+        int r = shmbus_lock_try(fd, byte);
+        if (r != 0)
+            return r > 0 ? SHMBUS_OK : r;
+        if (shmbus_now_monotonic() >= deadline)
+            return SHMBUS_EBUSY;
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
 }

@@ -8,12 +8,15 @@
 /* Lock bytes: producers first, then members. */
 #define SHMBUS_LOCK_PRODUCER(i) ((uint64_t)(i))
 #define SHMBUS_LOCK_MEMBER(i) ((uint64_t)SHMBUS_MAX_PRODUCERS + (i))
-/* Held while a named group is looked up or created, so that a name is one group. */
+/* Held while a group entry is created, looked up by name, or released: a name is
+ * one group, and an entry found half-made under the lock was left by the dead. */
 #define SHMBUS_LOCK_GROUPS ((uint64_t)SHMBUS_MAX_PRODUCERS + SHMBUS_MAX_MEMBERS)
 
 /* 1 when taken, 0 when another open file description holds it, <0 on error. */
 int shmbus_lock_try(int fd, uint64_t byte);
 void shmbus_lock_release(int fd, uint64_t byte);
+/* shmbus_lock_try until it is taken (SHMBUS_OK) or timeout_ns pass (SHMBUS_EBUSY). */
+int shmbus_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
 /* 1 when some other open file description holds the byte, 0 when nobody does. */
 int shmbus_lock_held(int fd, uint64_t byte);
 #endif

@@ -72,6 +72,20 @@ static inline int is_mine(const shmbus_consumer *c, uint64_t w)
            SHMBUS_P_INCARNATION(w) == (c->incarnation & 15);
 }
 
+/* The offsets a group has handed out and not yet committed in a ring: never
+ * more than the window, whatever shared memory says. */
+static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, uint64_t *from,
+                     uint64_t *end)
+{
+    *from = load_acquire(&gl->committed_offset);
+    *end = load_acquire(&gl->cursor);
+    if (*end < *from || *end - *from > r->window) {
+        *end = *from;
+        return SHMBUS_ECORRUPT;
+    }
+    return SHMBUS_OK;
+}
+
 void shmbus_pending_reset(shmbus_topic *t, uint32_t group)
 {
     for (uint32_t i = 0; i < t->count; i++) {
@@ -146,8 +160,10 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
     int taking = cp->owned && !cp->leaving, held = 0, released = 0;
     uint32_t n = 0;
     cp->ready_seen = load_acquire(&gl->ready); /* before looking: a later change is seen next time */
-    uint64_t end = load_acquire(&gl->cursor);
-    for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+    uint64_t from, end;
+    if (window_of(r, gl, &from, &end) != SHMBUS_OK)
+        return SHMBUS_ECORRUPT;
+    for (uint64_t off = from; off < end; off++) {
         struct shmbus_pending *e = entry_at(r, c->group, off);
         struct entry v = entry_load(e);
         if (v.offset != off)
@@ -158,15 +174,23 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
             int gone = 0;
             if (liveness && !mine) {
                 if (!alive[m])
-                    alive[m] = shmbus_member_alive(t, m, SHMBUS_P_INCARNATION(v.word), 15) ? 1 : 2;
+                    alive[m] = shmbus_member_alive(t, m, c->group, SHMBUS_P_INCARNATION(v.word), 15)
+                                   ? 1 : 2;
                 gone = alive[m] == 2;
             }
             int expired = c->manual && due(SHMBUS_P_DEADLINE(v.word), now);
             if (!gone && !expired) {
                 if (c->manual)
                     sweep_again_within(c, now_ns, ns_until(SHMBUS_P_DEADLINE(v.word), now));
-                if (c->by_partition && (SHMBUS_P_COUNT(v.word) > 1 || SHMBUS_P_DEAD(v.word)))
+                if (c->by_partition && !mine) {
+                    /* a partition changes owner when its owner has nothing in
+                     * flight, or has died: what another member holds here is
+                     * the dead owner's, to go again before anything later */
                     held = 1;
+                    c->next_liveness = 0;
+                } else if (c->by_partition && (SHMBUS_P_COUNT(v.word) > 1 || SHMBUS_P_DEAD(v.word))) {
+                    held = 1;
+                }
                 continue;
             }
             if (!c->manual) { /* at most once: what a member took is done */
@@ -185,8 +209,12 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
             continue;
         if (c->by_partition)
             held = 1;
-        if (!taking || n >= room)
+        if (!taking)
             continue;
+        if (n >= room) {
+            c->sweep_now = 1; /* the rest at the next poll */
+            continue;
+        }
         if (!due(SHMBUS_P_DEADLINE(v.word), now)) {
             sweep_again_within(c, now_ns, ns_until(SHMBUS_P_DEADLINE(v.word), now));
             if (c->by_partition)
@@ -222,26 +250,44 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     uint64_t deadline = c->manual ? later_ms(now, c->ack_timeout_ns) : 0;
     uint64_t word = SHMBUS_P_WORD(SHMBUS_P_DELIVERED, 0, 0, c->member, c->incarnation, 1, deadline);
     uint32_t n = 0;
+    int err = SHMBUS_OK;
     while (n < room) {
         uint64_t cur = load_acquire(&gl->cursor);
-        if (cur >= load_acquire(&gl->committed_offset) + r->window)
+        uint64_t committed = load_acquire(&gl->committed_offset);
+        if (cur < committed) {
+            err = SHMBUS_ECORRUPT;
+            break;
+        }
+        if (cur - committed >= r->window)
             break; /* the window is full until the oldest delivery is done */
         struct shmbus_pending *e = entry_at(r, c->group, cur);
         struct entry v = entry_load(e);
         if (v.offset > cur) { /* the cursor moved on meanwhile */
-            if (load_acquire(&gl->cursor) == cur)
-                break; /* or the entry is not this group's: never loop on it */
+            if (load_acquire(&gl->cursor) == cur) {
+                err = SHMBUS_ECORRUPT; /* or the entry is not this group's */
+                break;
+            }
             continue;
         }
         if (v.offset == cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY) {
             move_cursor(gl, cur);
+            if (c->by_partition && !is_mine(c, v.word) && SHMBUS_P_STATE(v.word) != SHMBUS_P_DONE) {
+                /* taken by the owner before us, which died before moving the
+                 * cursor: it goes again before anything after it */
+                c->parts[i].held_back = 1;
+                c->sweep_now = 1;
+                c->next_liveness = 0;
+                break;
+            }
             continue;
         }
         /* An entry a window back is done before the committed offset passes it,
          * and the cursor is inside the window: anything else is not ours to take. */
         if (v.offset < cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_DONE &&
-            SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY)
+            SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY) {
+            err = SHMBUS_ECORRUPT;
             break;
+        }
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         int padding = seq == ((cur + 1) | SHMBUS_SEQ_PADDING);
         if (seq != cur + 1 && !padding) {
@@ -254,13 +300,15 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         move_cursor(gl, cur);
         if (padding)
             continue;
-        if (shmbus_fill_delivery(r, i, cur, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS) != SHMBUS_OK)
-            return n ? (int)n : SHMBUS_ECORRUPT;
+        if (shmbus_fill_delivery(r, i, cur, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS) != SHMBUS_OK) {
+            err = SHMBUS_ECORRUPT;
+            break;
+        }
         n++;
     }
     if (n)
         fetch_add(&gl->delivered, n);
-    return (int)n;
+    return n ? (int)n : err;
 }
 
 /* Auto acks: what the last poll handed out is done now. */
@@ -344,31 +392,39 @@ int shmbus_poll_tracked(shmbus_consumer *c, uint64_t *out, uint32_t max)
     if (all)
         c->next_sweep = now_ns + t->liveness_ns / 4;
     c->sweep_now = 0;
+    if (c->by_partition) /* what another member took over since: no longer ours */
+        for (uint32_t i = 0; i < t->count; i++)
+            if (c->parts[i].owned &&
+                load_acquire(&t->rings[i].p->groups[c->group].owner) != shmbus_owner_word(c))
+                c->parts[i].owned = c->parts[i].leaving = 0;
     uint32_t n = 0;
-    for (uint32_t i = 0; i < t->count && n < max; i++) {
+    int err = SHMBUS_OK;
+    for (uint32_t i = 0; i < t->count && n < max && err == SHMBUS_OK; i++) {
         if (!c->parts[i].owned || !(all || ready_changed(c, i)))
             continue;
         int k = sweep(c, i, now_ns, liveness, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS, max - n);
         if (k < 0)
-            return n ? (int)n : k;
-        n += (uint32_t)k;
+            err = k;
+        else
+            n += (uint32_t)k;
     }
     uint64_t now = now_ms(now_ns);
-    for (uint32_t k = 0; k < t->count && n < max; k++) {
+    for (uint32_t k = 0; k < t->count && n < max && err == SHMBUS_OK; k++) {
         uint32_t i = (c->next + k) % t->count;
         struct shmbus_consumer_partition *cp = &c->parts[i];
         if (!cp->owned || cp->leaving || cp->held_back)
             continue;
         int got = take_new(c, i, now, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS, max - n);
         if (got < 0)
-            return n ? (int)n : got;
-        n += (uint32_t)got;
+            err = got;
+        else
+            n += (uint32_t)got;
     }
     if (n)
         c->next = (c->next + 1) % t->count;
     if (!c->manual && n && remember_unreleased(c, out, n) != SHMBUS_OK)
         return SHMBUS_ESYS;
-    return (int)n;
+    return n ? (int)n : err;
 }
 
 /* For waiting: 1 when a poll may find something (a record at a readable
@@ -376,7 +432,8 @@ int shmbus_poll_tracked(shmbus_consumer *c, uint64_t *out, uint32_t max)
 int shmbus_tracked_available(shmbus_consumer *c)
 {
     shmbus_topic *t = c->topic;
-    if (c->by_partition && load_acquire(&t->meta->groups[c->group].epoch) != c->epoch_seen)
+    if (c->sweep_now ||
+        (c->by_partition && load_acquire(&t->meta->groups[c->group].epoch) != c->epoch_seen))
         return 1;
     for (uint32_t i = 0; i < t->count; i++) {
         struct shmbus_consumer_partition *cp = &c->parts[i];
@@ -418,15 +475,12 @@ static int finish(shmbus_consumer *c, uint32_t i, uint64_t off, int64_t nack_del
     return entry_cas(e, v, off, DONE_WORD);
 }
 
-/* After deliveries of partition i are done: the committed point moves, and a
- * member waiting for room in the window is woken. */
+/* After deliveries of partition i are done: the committed point moves (waking
+ * a member that waits for room in the window). */
 static void after_done(shmbus_consumer *c, uint32_t i)
 {
-    struct shmbus_ring *r = &c->topic->rings[i];
-    struct shmbus_group_line *gl = &r->p->groups[c->group];
-    int full = load_acquire(&gl->cursor) >= load_acquire(&gl->committed_offset) + r->window;
-    if (shmbus_advance_committed(c->topic, i, c->group, load_acquire(&gl->cursor), 1) && full)
-        wake_takers(c->topic);
+    struct shmbus_group_line *gl = &c->topic->rings[i].p->groups[c->group];
+    shmbus_advance_committed(c->topic, i, c->group, load_acquire(&gl->cursor), 1);
     if (c->parts[i].held_back)
         c->sweep_now = 1; /* a redelivery done may let later offsets go */
 }
@@ -476,7 +530,7 @@ int shmbus_nack(shmbus_consumer *c, uint32_t partition, uint64_t offset, int64_t
 {
     if (!c->tracked || !c->manual)
         return 0;
-    if (partition >= c->topic->count || delay_ns < 0)
+    if (partition >= c->topic->count || delay_ns < 0 || delay_ns > SHMBUS_MAX_DELAY_S * 1000000000LL)
         return SHMBUS_EINVAL;
     int r = finish(c, partition, offset, delay_ns);
     if (r > 0 && delay_ns == 0)
@@ -525,8 +579,9 @@ void shmbus_release_all(shmbus_consumer *c)
     for (uint32_t i = 0; i < t->count; i++) {
         struct shmbus_ring *r = &t->rings[i];
         struct shmbus_group_line *gl = &r->p->groups[c->group];
-        uint64_t end = load_acquire(&gl->cursor);
-        for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+        uint64_t from, end;
+        window_of(r, gl, &from, &end);
+        for (uint64_t off = from; off < end; off++) {
             struct shmbus_pending *e = entry_at(r, c->group, off);
             struct entry v = entry_load(e);
             if (v.offset != off || !is_mine(c, v.word))
@@ -546,9 +601,9 @@ void shmbus_release_all(shmbus_consumer *c)
 int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t i)
 {
     struct shmbus_ring *r = &c->topic->rings[i];
-    struct shmbus_group_line *gl = &r->p->groups[c->group];
-    uint64_t end = load_acquire(&gl->cursor);
-    for (uint64_t off = load_acquire(&gl->committed_offset); off < end; off++) {
+    uint64_t from, end;
+    window_of(r, &r->p->groups[c->group], &from, &end);
+    for (uint64_t off = from; off < end; off++) {
         struct entry v = entry_load(entry_at(r, c->group, off));
         if (v.offset == off && is_mine(c, v.word))
             return 0;

@@ -125,7 +125,7 @@ static int reap_now(shmbus_producer *pr)
     if (now - pr->last_reap < pr->topic->liveness_ns / 4)
         return 0;
     pr->last_reap = now;
-    return shmbus_reap_groups(pr->topic) > 0;
+    return shmbus_reap_groups(pr->topic, pr->lock_fd) > 0;
 }
 
 /* The cached free point was not enough: compute it again, and if the claim
@@ -308,7 +308,7 @@ int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_l
         if (r == SHMBUS_INTERRUPTED)
             return r;
         if (r == SHMBUS_TIMEOUT)
-            shmbus_reap_groups(t);
+            shmbus_reap_groups(t, pr->lock_fd);
     }
 }
 

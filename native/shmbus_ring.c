@@ -74,10 +74,16 @@ static int owner_alive(shmbus_topic *t, const struct shmbus_group_record *g)
     return shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(m));
 }
 
-/* The entry stays busy (JOINING) until its mask bits are gone, so a new group
- * cannot take it and then lose its bits.  The head first moves to what every
- * group (this one included) has consumed: that is gone for good, and a group
- * that joins later at "earliest" never sees it again. */
+static void clear_masks(shmbus_topic *t, uint32_t g)
+{
+    __atomic_fetch_and(&t->meta->masks.tethered, ~(1ULL << g), __ATOMIC_SEQ_CST);
+    __atomic_fetch_and(&t->meta->masks.active, ~(1ULL << g), __ATOMIC_SEQ_CST);
+}
+
+/* Caller holds the group lock.  The entry stays busy (JOINING) until its mask
+ * bits are gone, so a new group cannot take it and then lose its bits.  The head
+ * first moves to what every group (this one included) has consumed: that is
+ * gone for good, and a group that joins later at "earliest" never sees it again. */
 int shmbus_group_release(shmbus_topic *t, uint32_t g)
 {
     struct shmbus_group_record *rec = &t->meta->groups[g];
@@ -86,26 +92,39 @@ int shmbus_group_release(shmbus_topic *t, uint32_t g)
         return 0;
     for (uint32_t i = 0; i < t->count; i++)
         shmbus_ring_free_point(t, i);
-    __atomic_fetch_and(&t->meta->masks.tethered, ~(1ULL << g), __ATOMIC_SEQ_CST);
-    __atomic_fetch_and(&t->meta->masks.active, ~(1ULL << g), __ATOMIC_SEQ_CST);
+    clear_masks(t, g);
     store_release(&rec->state, (uint32_t)SHMBUS_GROUP_FREE);
     for (uint32_t i = 0; i < t->count; i++)
         shmbus_wake_producers(t->rings[i].p); /* the group may have held them back */
     return 1;
 }
 
-int shmbus_reap_groups(shmbus_topic *t)
+int shmbus_reap_locked(shmbus_topic *t)
 {
     int reaped = 0;
-    uint64_t mask = load_acquire(&t->meta->masks.active);
-    while (mask) {
-        int g = __builtin_ctzll(mask);
-        mask &= mask - 1;
+    for (uint32_t g = 0; g < SHMBUS_MAX_GROUPS; g++) {
         struct shmbus_group_record *rec = &t->meta->groups[g];
-        if (!(rec->flags & SHMBUS_GROUP_PRIVATE) || owner_alive(t, rec))
-            continue;
-        if (shmbus_group_release(t, (uint32_t)g))
+        uint32_t state = load_acquire(&rec->state);
+        if (state == SHMBUS_GROUP_JOINING) {
+            /* made or released under the lock, which we hold: its maker died */
+            clear_masks(t, g);
+            store_release(&rec->state, (uint32_t)SHMBUS_GROUP_FREE);
+            for (uint32_t i = 0; i < t->count; i++)
+                shmbus_wake_producers(t->rings[i].p);
             reaped++;
+        } else if (state == SHMBUS_GROUP_ACTIVE && (rec->flags & SHMBUS_GROUP_PRIVATE) &&
+                   !owner_alive(t, rec)) {
+            reaped += shmbus_group_release(t, g);
+        }
     }
+    return reaped;
+}
+
+int shmbus_reap_groups(shmbus_topic *t, int lock_fd)
+{
+    if (shmbus_lock_try(lock_fd, SHMBUS_LOCK_GROUPS) != 1)
+        return 0; /* someone is at the table now: look another time */
+    int reaped = shmbus_reap_locked(t);
+    shmbus_lock_release(lock_fd, SHMBUS_LOCK_GROUPS);
     return reaped;
 }

@@ -23,7 +23,7 @@ ACK = {"auto": lib.SHMBUS_ACK_AUTO, "manual": lib.SHMBUS_ACK_MANUAL}
 ORDERING = {"partition": lib.SHMBUS_ORDERING_PARTITION, "none": lib.SHMBUS_ORDERING_NONE}
 # Deadlines are kept in a clock of limited width (see shmbus_layout.h): an
 # ack_timeout or nack delay is at most a year.
-MAX_DELAY = 365 * 86400.0
+MAX_DELAY = float(lib.SHMBUS_MAX_DELAY_S)
 
 # What the current core implements; the rest of each list is accepted by name and
 # refused with NotImplementedError until it lands.
