@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
@@ -58,6 +59,7 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
         *err = SHMBUS_ESYS;
         return NULL;
     }
+    shmbus_fault_load();
     c->topic = t;
     c->lock_fd = lock_fd;
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;

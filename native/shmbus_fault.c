@@ -10,7 +10,8 @@ int shmbus_fault_armed = SHMBUS_FAULT_NONE;
 static int fault_action; /* 0 kill, 1 stop, 2 sleep */
 static long fault_ms = 1000;
 
-static const char *const POINTS[] = {"", "after_claim", "during_copy", "before_commit", "after_commit"};
+static const char *const POINTS[] = {"",           "after_claim",  "during_copy", "before_commit",
+                                     "after_commit", "group_create", "after_take"};
 
 void shmbus_fault_load(void)
 {

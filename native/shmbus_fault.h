@@ -11,6 +11,8 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_DURING_COPY,   /* slot written, value half copied */
     SHMBUS_FAULT_BEFORE_COMMIT, /* record written, not yet published */
     SHMBUS_FAULT_AFTER_COMMIT,  /* published, consumers not yet woken */
+    SHMBUS_FAULT_GROUP_CREATE,  /* a new group's entry filled, not yet active */
+    SHMBUS_FAULT_AFTER_TAKE,    /* a tracked group's entry taken, cursor not yet moved */
 };
 
 extern int shmbus_fault_armed;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
@@ -79,6 +80,7 @@ static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_gro
         }
         store_release(&gl->cursor, cursor);
     }
+    FAULT_POINT(SHMBUS_FAULT_GROUP_CREATE);
     store_release(&rec->state, (uint32_t)SHMBUS_GROUP_ACTIVE);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
@@ -297,6 +298,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         }
         if (!entry_cas(e, v, cur, padding ? DONE_WORD : word))
             continue;
+        FAULT_POINT(SHMBUS_FAULT_AFTER_TAKE);
         move_cursor(gl, cur);
         if (padding)
             continue;

@@ -135,3 +135,13 @@ def resume(bus_name, topic, group, take, ack, results=None, hold=0, start="commi
             results.put((got, counts))
             time.sleep(deadline)
     return got, counts
+
+
+def faulty_member(bus_name, topic, group, ordering="none", ack="manual", deadline=20.0):
+    """Run with SHMBUS_FAULT set: dies at the fault point, opening or polling."""
+    with shmbus.Bus(bus_name) as bus, bus.consumer(topic, group=group, ordering=ordering, ack=ack,
+                                                   start="earliest") as c:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            c.poll_batch(10, timeout=0.1)
+    return "survived the fault point"

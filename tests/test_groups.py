@@ -280,3 +280,39 @@ def test_members_killed_at_random_lose_nothing(bus, procs, spawn):
     assert {v for v, _, _ in got} == {f"{k}:{s}".encode() for k in "abc" for s in range(n // 3)}
     assert g["acked"] == n  # each message's entry was completed once
     assert g["redelivered"] == sum(1 for _, count, _ in got if count > 1) or g["redelivered"] > 0
+
+
+def test_member_killed_while_creating_its_group_holds_nothing_back(bus, procs):
+    bus.create_topic("t", capacity=2**16)
+    with bus.consumer("t") as reader, bus.producer("t", timeout=10.0) as p:
+        procs.start("dies", W + "faulty_member", env={"SHMBUS_FAULT": "group_create:kill"},
+                    bus_name=bus.name, topic="t", group="g")
+        assert procs.join("dies", timeout=30) == -signal.SIGKILL
+        # three rings' worth: the half-made group must not hold the producer back
+        for k in range(3 * 2**16 // 128):
+            p.send(b"x" * 100)
+            if k % 64 == 0:
+                reader.poll_batch(1000, timeout=0)
+        with bus.consumer("t", group="g") as c:  # the name is free to make again
+            p.send(b"after")
+            assert [m.value for m in c.poll_batch(10, timeout=2)] == [b"after"]
+        names = [g["name"] for g in bus.stats("t")["groups"]]
+        assert names.count("g") == 1
+
+
+def test_owner_killed_between_taking_and_moving_the_cursor(bus, procs):
+    """ordering=partition: the message the dead owner took goes again first."""
+    bus.create_topic("t", capacity=2**16)
+    publish(bus, "t", list(range(3)))
+    procs.start("dies", W + "faulty_member", env={"SHMBUS_FAULT": "after_take:kill"},
+                bus_name=bus.name, topic="t", group="g", ordering="partition")
+    assert procs.join("dies", timeout=30) == -signal.SIGKILL
+    with bus.consumer("t", group="g", ordering="partition", ack="manual") as c:
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            for m in c.poll_batch(10, timeout=0.1):
+                got.append((int(m.value), m.delivery_count))
+                c.ack(m)
+        assert got == [(0, 2), (1, 1), (2, 1)]
+        assert c.lag() == 0
