@@ -19,7 +19,8 @@ enum shmbus_result {
     SHMBUS_EINVAL = -10,
     SHMBUS_ESYS = -11,       /* a system call failed; errno says why */
     SHMBUS_ECONFIG = -12,    /* the group exists with another configuration */
-    SHMBUS_EBUSY = -13       /* the group table stayed locked past the wait */
+    SHMBUS_EBUSY = -13,      /* the group table stayed locked past the wait */
+    SHMBUS_EMEMBERS = -14    /* the group has live members */
 };
 
 enum shmbus_limits {
@@ -217,6 +218,10 @@ int shmbus_nack(shmbus_consumer *consumer, uint32_t partition, uint64_t offset, 
 int shmbus_give_back(shmbus_consumer *consumer, const uint64_t *pairs, uint32_t count);
 /* A dead letter handed out with SHMBUS_DF_DEAD_LETTER has been passed on (or dropped). */
 int shmbus_dead_lettered(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
+
+/* Removes a named group that has no live member (SHMBUS_EMPTY: no such group);
+ * lock_fd is an open file description of the metadata segment, for the group lock. */
+int shmbus_group_delete(shmbus_topic *topic, int lock_fd, const char *name, uint32_t name_len);
 
 /* Groups, for monitoring: group_info gives SHMBUS_EMPTY for an entry that is no group. */
 int shmbus_group_info(shmbus_topic *topic, uint32_t group, struct shmbus_group_info *out);

@@ -105,20 +105,55 @@ static int same_config(const struct shmbus_group_record *rec, const struct shmbu
            (rec->flags & SHMBUS_GROUP_TETHERED) == (o->flags & SHMBUS_GROUP_TETHERED);
 }
 
+/* Under the group lock: the entry of the named group, or -1. */
+static int find_named(shmbus_topic *t, const char *name, uint32_t name_len)
+{
+    for (uint32_t g = 0; g < SHMBUS_MAX_GROUPS; g++) {
+        struct shmbus_group_record *rec = &t->meta->groups[g];
+        if (load_acquire(&rec->state) == SHMBUS_GROUP_ACTIVE && !(rec->flags & SHMBUS_GROUP_PRIVATE) &&
+            rec->name_len == name_len && memcmp(rec->name, name, name_len) == 0)
+            return (int)g;
+    }
+    return -1;
+}
+
 static int join_named(shmbus_consumer *c, const struct shmbus_group_options *o)
 {
-    struct shmbus_meta *m = c->topic->meta;
-    for (uint32_t g = 0; g < SHMBUS_MAX_GROUPS; g++) {
-        struct shmbus_group_record *rec = &m->groups[g];
-        if (load_acquire(&rec->state) != SHMBUS_GROUP_ACTIVE || (rec->flags & SHMBUS_GROUP_PRIVATE) ||
-            rec->name_len != o->name_len || memcmp(rec->name, o->name, o->name_len) != 0)
-            continue;
-        if (!same_config(rec, o))
-            return SHMBUS_ECONFIG;
-        c->group = g;
-        return SHMBUS_OK;
-    }
-    return SHMBUS_ENOSLOT;
+    int g = find_named(c->topic, o->name, o->name_len);
+    if (g < 0)
+        return SHMBUS_ENOSLOT;
+    if (!same_config(&c->topic->meta->groups[g], o))
+        return SHMBUS_ECONFIG;
+    c->group = (uint32_t)g;
+    return SHMBUS_OK;
+}
+
+static uint32_t live_members(shmbus_topic *t, uint32_t g)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < SHMBUS_MAX_MEMBERS; k++)
+        if (load_acquire(&t->meta->members[k].group) == g &&
+            shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(k)))
+            n++;
+    return n;
+}
+
+int shmbus_group_delete(shmbus_topic *t, int lock_fd, const char *name, uint32_t name_len)
+{
+    if (name_len == 0 || name_len > SHMBUS_MAX_NAME)
+        return SHMBUS_EINVAL;
+    int r = lock_groups(lock_fd);
+    if (r != SHMBUS_OK)
+        return r;
+    int g = find_named(t, name, name_len);
+    if (g < 0)
+        r = SHMBUS_EMPTY;
+    else if (live_members(t, (uint32_t)g))
+        r = SHMBUS_EMEMBERS;
+    else
+        shmbus_group_release(t, (uint32_t)g);
+    shmbus_lock_release(lock_fd, SHMBUS_LOCK_GROUPS);
+    return r;
 }
 
 int shmbus_group_join(shmbus_consumer *c, const struct shmbus_group_options *o)
@@ -263,9 +298,6 @@ int shmbus_group_info(shmbus_topic *t, uint32_t g, struct shmbus_group_info *out
     out->created_ns = rec->created_ns;
     out->name_len = rec->name_len <= SHMBUS_MAX_NAME ? rec->name_len : 0;
     memcpy(out->name, rec->name, out->name_len);
-    for (uint32_t k = 0; k < SHMBUS_MAX_MEMBERS; k++)
-        if (load_acquire(&t->meta->members[k].group) == g &&
-            shmbus_lock_held(t->meta_fd, SHMBUS_LOCK_MEMBER(k)))
-            out->members++;
+    out->members = live_members(t, g);
     return SHMBUS_OK;
 }

@@ -1,9 +1,10 @@
 """shmbus: a message bus for processes on one host, over shared-memory rings."""
 from ._bus import Bus
 from ._consumer import Consumer
-from ._errors import (AckError, BusFull, ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError,
-                      InvalidNameError, MessageReleasedError, MessageTooLargeError, ShmbusError,
-                      TopicExistsError, TopicNotFoundError)
+from ._errors import (AckError, BusFull, ClosedError, ConfigError, ConfigMismatchError,
+                      CorruptSegmentError, GroupNotFoundError, InvalidNameError,
+                      MessageReleasedError, MessageTooLargeError, ShmbusError, TopicExistsError,
+                      TopicNotFoundError)
 from ._message import Message, Offset
 from ._producer import Producer
 
@@ -13,5 +14,5 @@ __all__ = [
     "Bus", "Producer", "Consumer", "Message", "Offset",
     "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
-    "ClosedError", "MessageReleasedError", "AckError", "__version__",
+    "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "__version__",
 ]

@@ -5,11 +5,11 @@ from . import _dead_letter, _names, _segment
 from ._config import ACK, FSYNC, ON_FULL, ORDERING, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
-from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, TopicExistsError,
-                      TopicNotFoundError)
+from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, GroupNotFoundError,
+                      TopicExistsError, TopicNotFoundError)
 from ._native import ffi, lib
 from ._producer import Producer
-from ._topic import TopicMap
+from ._topic import TopicMap, close_fd
 
 _UNSET: Any = type("Default", (), {"__repr__": lambda self: "<default>"})()
 
@@ -190,6 +190,23 @@ class Bus:
                 })
             return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:
+            m.release()
+
+    def delete_group(self, topic: str, group: str) -> None:
+        """Remove a named group of ``topic``: its position and pending messages go,
+        and it no longer holds producers back.  A group with live members raises
+        ShmbusError (close them first); a missing group raises LookupError."""
+        _names.check_name(group, "group")
+        m = self._map(topic)
+        fd = m.lock_fd()
+        try:
+            raw = group.encode()
+            r = lib.shmbus_group_delete(m.handle, fd, raw, len(raw))
+            if r == lib.SHMBUS_EMPTY:
+                raise GroupNotFoundError(f"topic {topic!r} has no group {group!r}")
+            check(r, f"delete_group {group!r} of {topic!r}")
+        finally:
+            close_fd(fd)
             m.release()
 
     def delete_topic(self, name: str) -> None:

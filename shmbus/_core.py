@@ -18,6 +18,7 @@ _MESSAGES = {
     lib.SHMBUS_ECONFIG: (ConfigMismatchError,
                          "the group exists with another ack, ordering, max_deliveries or tethered"),
     lib.SHMBUS_EBUSY: (ShmbusError, "the topic's group table stayed locked by another process"),
+    lib.SHMBUS_EMEMBERS: (ShmbusError, "the group has live members"),
 }
 
 

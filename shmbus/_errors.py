@@ -39,6 +39,10 @@ class TopicNotFoundError(ShmbusError, LookupError):
     """Producing to, consuming from or deleting a topic that does not exist."""
 
 
+class GroupNotFoundError(ShmbusError, LookupError):
+    """``Bus.delete_group`` of a group the topic does not have."""
+
+
 class TopicExistsError(ShmbusError, FileExistsError):
     """``create_topic`` of a topic that exists, without ``exist_ok=True``."""
 

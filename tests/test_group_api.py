@@ -299,3 +299,23 @@ def test_closing_gives_back_fetched_messages_never_handed_out(bus, topic):
         g = group_stats(bus, topic, "g")
         assert g["redelivered"] == 0
     assert group_stats(bus, topic, "g")["lag"] == 0
+
+
+def test_delete_group(bus, topic):
+    with bus.consumer(topic, group="g", ack="manual") as c:
+        send(bus, topic, [b"x"])
+        c.poll(timeout=1)
+        with pytest.raises(shmbus.ShmbusError):
+            bus.delete_group(topic, "g")  # it has a live member
+    with pytest.raises(shmbus.GroupNotFoundError):
+        bus.delete_group(topic, "nope")
+    with pytest.raises(shmbus.InvalidNameError):
+        bus.delete_group(topic, "bad name")
+    bus.delete_group(topic, "g")
+    assert bus.stats(topic)["groups"] == []
+    with pytest.raises(shmbus.GroupNotFoundError):
+        bus.delete_group(topic, "g")
+    with bus.consumer(topic, group="g", ack="auto", start="earliest") as c:  # a new group
+        # with no group left, what no group consumed is kept for the first to come
+        m = c.poll(timeout=1)
+        assert (m.value, m.delivery_count) == (b"x", 1)
