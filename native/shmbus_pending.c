@@ -255,11 +255,11 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     while (n < room) {
         uint64_t cur = load_acquire(&gl->cursor);
         uint64_t committed = load_acquire(&gl->committed_offset);
-        if (cur < committed) {
+        if (cur < committed || cur - committed > r->window) {
             err = SHMBUS_ECORRUPT;
             break;
         }
-        if (cur - committed >= r->window)
+        if (cur - committed == r->window)
             break; /* the window is full until the oldest delivery is done */
         struct shmbus_pending *e = entry_at(r, c->group, cur);
         struct entry v = entry_load(e);

@@ -1,4 +1,4 @@
-"""The C core's own tests (tests/native/ring_test.c), built with gcc and run plain
+"""The C core's own tests (tests/native/*_test.c), built with gcc and run plain
 and under AddressSanitizer + UndefinedBehaviorSanitizer."""
 import glob
 import os
@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(ROOT, "native")
 SOURCES = sorted(glob.glob(os.path.join(NATIVE, "*.c")))
-TEST = os.path.join(ROOT, "tests", "native", "ring_test.c")
+TESTS = sorted(glob.glob(os.path.join(ROOT, "tests", "native", "*_test.c")))
 
 BUILDS = {
     "plain": ["-O2"],
@@ -21,16 +21,18 @@ BUILDS = {
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("build", sorted(BUILDS))
-def test_ring_core(build, tmp_path):
+@pytest.mark.parametrize("test", TESTS, ids=lambda path: os.path.basename(path)[:-len("_test.c")])
+def test_c_core(build, test, tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
-    exe = tmp_path / "ring_test"
+    name = os.path.basename(test)[:-len(".c")]
+    exe = tmp_path / name
     cmd = ["gcc", "-std=gnu11", "-mcx16", "-Wall", "-Wextra", "-Wno-unused-parameter", "-I", NATIVE,
-           *BUILDS[build], TEST, *SOURCES, "-o", str(exe)]
+           *BUILDS[build], test, *SOURCES, "-o", str(exe)]
     built = subprocess.run(cmd, capture_output=True, text=True)
     if built.returncode != 0 and build == "sanitizers" and "asan" in built.stderr.lower():
         pytest.skip("this gcc has no sanitizer runtime")
     assert built.returncode == 0, built.stderr
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=100, env=env)
-    assert run.returncode == 0 and "ring_test: ok" in run.stdout, run.stdout + run.stderr
+    assert run.returncode == 0 and f"{name}: ok" in run.stdout, run.stdout + run.stderr
