@@ -64,7 +64,7 @@ enum shmbus_delivery_flags { SHMBUS_DF_DEAD_LETTER = 1, SHMBUS_DF_REASON_SHIFT =
 struct shmbus_group_options {
     const char *name;
     uint32_t name_len;
-    uint32_t flags;          /* SHMBUS_GROUP_TETHERED */
+    uint32_t flags;          /* SHMBUS_GROUP_TETHERED; untethered: private auto-ack groups only */
     uint32_t start;          /* a new group starts here */
     uint32_t ack;
     uint32_t ordering;
@@ -85,7 +85,8 @@ enum shmbus_delivery_field {
     SHMBUS_D_KEYED = 8,       /* 1 when the record has a key (perhaps empty) */
     SHMBUS_D_DELIVERY_COUNT = 9,
     SHMBUS_D_FLAGS = 10,      /* enum shmbus_delivery_flags */
-    SHMBUS_DELIVERY_FIELDS = 11
+    SHMBUS_D_LOST = 11,       /* messages the group lost just before this one */
+    SHMBUS_DELIVERY_FIELDS = 12
 };
 
 /* A copy of a topic's configuration, for callers. */

@@ -43,7 +43,8 @@ static int options_ok(const struct shmbus_group_options *o)
            o->ordering <= SHMBUS_ORDERING_NONE && o->name_len <= SHMBUS_MAX_NAME &&
            (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_MAX_DELIVERIES &&
            o->ack_timeout_ns >= 0 && o->ack_timeout_ns <= SHMBUS_MAX_DELAY_S * 1000000000LL &&
-           (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
+           (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0 &&
+           ((o->flags & SHMBUS_GROUP_TETHERED) || (o->name_len == 0 && o->ack == SHMBUS_ACK_AUTO));
 }
 
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
@@ -63,6 +64,7 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->topic = t;
     c->lock_fd = lock_fd;
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
+    c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -162,8 +164,16 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
 static void release_delivered(shmbus_consumer *c)
 {
     shmbus_topic *t = c->topic;
-    for (uint32_t i = 0; i < t->count; i++)
-        shmbus_advance_committed(t, i, c->group, c->parts[i].release, 0);
+    for (uint32_t i = 0; i < t->count; i++) {
+        if (c->tethered) {
+            shmbus_advance_committed(t, i, c->group, c->parts[i].release, 0);
+        } else {
+            /* no producer waits for an untethered group, and the slots below
+             * its cursor may be a later lap's: its committed offset (for lag)
+             * is just what it was handed */
+            store_max(&t->rings[i].p->groups[c->group].committed_offset, c->parts[i].release);
+        }
+    }
 }
 
 void shmbus_consumer_close(shmbus_consumer *c)
@@ -248,10 +258,28 @@ int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t i, uint64_t cur, uint32
     out[SHMBUS_D_KEYED] = s->flags & SHMBUS_RECORD_KEYED;
     out[SHMBUS_D_DELIVERY_COUNT] = count;
     out[SHMBUS_D_FLAGS] = flags;
+    out[SHMBUS_D_LOST] = 0;
     return SHMBUS_OK;
 }
 
 enum { READ_NONE = 0, READ_RECORD = 1, READ_SKIP = 2 };
+
+/* An untethered group's cursor was lapped: the records from it up to the head
+ * are gone.  It goes on at the head and tells the next delivery how many it lost. */
+static int lapped(shmbus_consumer *c, uint32_t i, uint64_t cur)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    /* a slot is reused only after the head has passed its offset */
+    uint64_t head = load_acquire(&r->p->head.offset);
+    if (head <= cur)
+        return READ_NONE;
+    store_release(&gl->cursor, head);
+    fetch_add(&gl->lost, head - cur);
+    c->parts[i].lost += head - cur;
+    c->parts[i].release = head;
+    return READ_SKIP;
+}
 
 /* Looks at a private group's cursor in one partition. */
 static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
@@ -259,9 +287,20 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
     struct shmbus_ring *r = &c->topic->rings[i];
     struct shmbus_group_line *gl = &r->p->groups[c->group];
     uint64_t cur = load_relaxed(&gl->cursor);
-    uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
+    const struct shmbus_slot *s = &r->slots[cur & r->slot_mask];
+    uint64_t seq = load_acquire(&s->seq);
     if (seq == cur + 1) {
-        if (shmbus_fill_delivery(r, i, cur, 1, 0, out) != SHMBUS_OK)
+        int filled = shmbus_fill_delivery(r, i, cur, 1, 0, out);
+        if (!c->tethered) {
+            /* the slot may have been reused while it was read: seq again, as a
+             * sequence lock; the bytes are checked after they are copied */
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (load_relaxed(&s->seq) != seq)
+                return lapped(c, i, cur);
+            out[SHMBUS_D_LOST] = c->parts[i].lost;
+            c->parts[i].lost = 0;
+        }
+        if (filled != SHMBUS_OK)
             return SHMBUS_ECORRUPT;
         store_release(&gl->cursor, cur + 1);
         store_relaxed(&gl->delivered, load_relaxed(&gl->delivered) + 1);
@@ -273,6 +312,8 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         c->parts[i].release = cur + 1;
         return READ_SKIP;
     }
+    if (!c->tethered && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
+        return lapped(c, i, cur);
     return shmbus_stuck_at(c, i, cur) ? READ_SKIP : READ_NONE;
 }
 
@@ -317,6 +358,8 @@ static int available(shmbus_consumer *c, int look_at_claims)
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         if (seq == cur + 1 || seq == ((cur + 1) | SHMBUS_SEQ_PADDING))
             return 1;
+        if (!c->tethered && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
+            return 1; /* lapped: it goes on at the head */
         if (look_at_claims && point_load(&r->p->tail.tail).offset > cur)
             claimed = 1;
     }

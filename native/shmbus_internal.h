@@ -47,6 +47,7 @@ struct shmbus_consumer_partition {
     uint8_t owned;        /* ordering=partition: this member owns the partition */
     uint8_t leaving;      /* owned, but to be handed over once nothing is in flight */
     uint8_t held_back;    /* ordering=partition: a redelivery holds later offsets back */
+    uint64_t lost;        /* untethered: lost since the last delivery, told with the next */
 };
 
 /* A consumer of a tracked group (named, or acking by hand) records every delivery
@@ -59,6 +60,7 @@ struct shmbus_consumer {
     uint32_t next; /* partition to look at first */
     uint32_t incarnation;
     int tracked;
+    int tethered;
     int manual;
     int by_partition;
     uint32_t max_deliveries; /* 0: no limit */

@@ -314,7 +314,7 @@ def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:
     return Bus(name, path, liveness_timeout=liveness_timeout)
 
 
-_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "pending")
+_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", "pending")
 
 
 def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

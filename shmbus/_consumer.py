@@ -63,7 +63,7 @@ class Consumer(Handle):
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread")
+                 "_n", "_held", "_spin", "_manual", "_tethered", "_pairs", "_dead", "_unread")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -85,13 +85,15 @@ class Consumer(Handle):
             raise ConfigError("max_deliveries and dead_letter need ack='manual'")
         if dead_letter == topic.name:
             raise ConfigError("a topic cannot be its own dead_letter topic")
-        if not tethered:
-            raise NotImplementedError("untethered consumers are not implemented yet")
+        if not tethered and (group is not None or ack != "auto"):
+            raise NotImplementedError("untethered consumers have no group and ack='auto' for now; "
+                                      "untethered named groups come with drop_oldest")
         self.group = group
         self._busy = False
         self._closing = False
         self._unread: Any = None
         self._manual = ack == "manual"
+        self._tethered = tethered
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)

@@ -20,6 +20,7 @@ _POS = lib.SHMBUS_D_POSITION
 _KEYED = lib.SHMBUS_D_KEYED
 _COUNT = lib.SHMBUS_D_DELIVERY_COUNT
 _FLAGS = lib.SHMBUS_D_FLAGS
+_LOST = lib.SHMBUS_D_LOST
 # A flag of this process only, set in the delivery's flags when the message is
 # acknowledged or nacked: its bytes are no longer held for it.
 ACKED = 1 << 16
@@ -77,7 +78,9 @@ class Message:
 
     @property
     def lost_before(self) -> int:
-        return 0
+        """Messages this group lost just before this one (an untethered reader that
+        was lapped); 0 otherwise."""
+        return self._f[self._i + _LOST]
 
     def _held(self) -> bool:
         """Whether the consumer still holds this message: with manual acks until it
@@ -85,7 +88,7 @@ class Message:
         c = self._c
         if c._manual:
             return not c._closing and not self._f[self._i + _FLAGS] & ACKED
-        return self._f is c._flat and self._i >= c._held
+        return self._f is c._flat and self._i >= c._held and c._tethered
 
     def _copy(self, start: int, length: int) -> bytes:
         f, i = self._f, self._i
@@ -104,7 +107,7 @@ class Message:
     def value(self) -> bytes:
         """The value, copied out of the ring."""
         f, i, c = self._f, self._i, self._c
-        if f is c._flat and i >= c._held:
+        if f is c._flat and i >= c._held and c._tethered:
             at = f[i + _AT]
             return c._maps[f[i + _PARTITION]][at:at + f[i + _VLEN]]
         return self._copy(0, f[i + _VLEN])
@@ -127,7 +130,10 @@ class Message:
 
     def view(self) -> memoryview:
         """The value in place, without a copy; valid until the next poll (manual
-        acks: until ack or nack)."""
+        acks: until ack or nack).  For an untethered reader, whose ring a producer
+        may overwrite at any time, a view of a checked copy."""
+        if not self._c._tethered and not self._c.closed:
+            return memoryview(self.value)
         if not self._held():
             raise MessageReleasedError("view() of a message released by a later poll or an ack")
         f, i = self._f, self._i

@@ -450,3 +450,34 @@ def send_numbers_on(bus, topic, n):
     with bus, bus.producer(topic) as p:
         for i in range(n):
             p.send(b"%d" % i)
+
+
+def untethered_reader(bus_name, topic, count, ready, pause=0.0, deadline=40.0):
+    """An untethered subscriber: reads (``view()`` and ``value``) until it has
+    accounted for ``count`` messages, delivered or lost; checks each one is
+    intact and that sequence numbers only grow."""
+    with shmbus.Bus(bus_name) as bus, bus.consumer(topic, tethered=False, start="earliest") as c:
+        ready.set()
+        delivered = lost = torn = backwards = 0
+        last = -1
+        end = time.monotonic() + deadline
+        while delivered + lost < count and time.monotonic() < end:
+            msgs = c.poll_batch(200, timeout=0.1)
+            for m in msgs:
+                lost += m.lost_before
+                try:
+                    got = parse(bytes(m.view())), parse(m.value)
+                except shmbus.MessageReleasedError:
+                    lost += 1  # overwritten while it was read: never returned
+                    continue
+                if got[0] is None or got[0] != got[1]:
+                    torn += 1
+                    continue
+                backwards += got[0][1] <= last
+                last = got[0][1]
+                delivered += 1
+            if pause and msgs:
+                time.sleep(pause)
+        c.poll(timeout=0)  # commits what the last poll handed out
+        return dict(delivered=delivered, lost=lost, torn=torn, backwards=backwards,
+                    lag=c.lag())

@@ -706,3 +706,55 @@ def test_a_bus_passed_to_a_spawned_child_opens_the_same_bus(bus, spawn):
                 child.kill()
         assert child.exitcode == 0
         assert got == [b"%d" % i for i in range(50)]
+
+
+@pytest.mark.timeout(120)
+def test_untethered_reader_never_slows_the_producer_and_counts_what_it_lost(bus, bus_name, procs, spawn):
+    """A stopped untethered reader does not hold a blocking producer back; once
+    it runs again, what it got plus what it was told it lost is what was sent."""
+    count = 20000
+    bus.create_topic("t", capacity=2**16)  # a few hundred messages per lap
+    ready_r, ready_d, done, go = spawn.Event(), spawn.Event(), spawn.Event(), spawn.Event()
+    # one more at the end: a lapped reader learns what it lost from its next message
+    reader = procs.start("reader", "untethered_reader", bus_name=bus_name, topic="t",
+                         count=count + 1, ready=ready_r)
+    procs.start("drain", "drain_consumer", bus_name=bus_name, topic="t", ready=ready_d, done=done)
+    wait_ready(ready_r, ready_d)
+    os.kill(reader.pid, signal.SIGSTOP)
+    try:
+        procs.start("producer", "producer", bus_name=bus_name, topic="t", pid=1, count=count,
+                    go=go, timeout=5.0)  # BusFull after 5 s if the reader held it back
+        go.set()
+        assert procs.result("producer")["accepted"] == count
+        done.set()
+        assert len(procs.result("drain")["ids"]) == 8 * count
+        with bus.producer("t") as p:
+            p.send(payload(1, count))
+    finally:
+        os.kill(reader.pid, signal.SIGCONT)
+    r = procs.result("reader")
+    assert r["torn"] == 0 and r["backwards"] == 0
+    assert r["delivered"] + r["lost"] == count + 1 and r["lost"] > 0
+    assert r["lag"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_slow_untethered_reader_is_lapped_but_never_reads_a_torn_message(bus, bus_name, procs, spawn):
+    count = 60000
+    bus.create_topic("t", capacity=2**14)
+    ready_r, ready_d, done, go = spawn.Event(), spawn.Event(), spawn.Event(), spawn.Event()
+    procs.start("reader", "untethered_reader", bus_name=bus_name, topic="t", count=count + 1,
+                ready=ready_r, pause=0.002)
+    procs.start("drain", "drain_consumer", bus_name=bus_name, topic="t", ready=ready_d, done=done)
+    wait_ready(ready_r, ready_d)
+    procs.start("producer", "producer", bus_name=bus_name, topic="t", pid=2, count=count, go=go,
+                size=200)
+    go.set()
+    assert procs.result("producer")["accepted"] == count
+    done.set()
+    with bus.producer("t") as p:
+        p.send(payload(2, count, 200))
+    r = procs.result("reader")
+    assert r["torn"] == 0 and r["backwards"] == 0
+    assert r["delivered"] + r["lost"] == count + 1
+    assert r["delivered"] > 0 and r["lost"] > 0
