@@ -77,7 +77,7 @@ def one_round(ordering, per_key, kills, rng):
     try:
         bus.create_topic("work", partitions=4, capacity=2**18)
         bus.create_topic("records", capacity=2**23)
-        got = []
+        got, early = [], []
         with bus.consumer("records", start="earliest") as rec:
             stop = ctx.Event()
 
@@ -97,7 +97,10 @@ def one_round(ordering, per_key, kills, rng):
                     for m in rec.poll_batch(1000, timeout=0.02):
                         got.extend(pickle.loads(m.value))
                 victim = live.pop(rng.randrange(len(live)))
-                os.kill(victim.pid, signal.SIGKILL)
+                if victim.is_alive():
+                    os.kill(victim.pid, signal.SIGKILL)
+                else:
+                    early.append(victim.exitcode)
                 live.append(start_member())
             prod.join(120)
             deadline = time.monotonic() + 120
@@ -114,6 +117,7 @@ def one_round(ordering, per_key, kills, rng):
             for m in rec.poll_batch(65536, timeout=0.2):
                 got.extend(pickle.loads(m.value))
         problems = check(got, per_key, ordering)
+        problems += [f"a member exited on its own, with {code}" for code in early]
         total = per_key * len(KEYS)
         if g["lag"] or g["pending"]:
             problems.append(f"the group did not drain: lag {g['lag']}, pending {g['pending']}")
