@@ -115,6 +115,7 @@ struct shmbus_partition_stats {
     uint64_t dropped_full;
     uint64_t recovered_claims;
     uint64_t blocked_sends;
+    uint64_t dropped_oldest;
 };
 
 /* A group as its record says, for callers. */

@@ -65,6 +65,12 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->lock_fd = lock_fd;
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
+    c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
+    if (c->tracked && t->on_full == SHMBUS_ON_FULL_DROP_OLDEST) {
+        free(c); /* not yet: a group's pending deliveries overwritten under it */
+        *err = SHMBUS_EINVAL;
+        return NULL;
+    }
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -119,12 +125,25 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         for (; off < upto; off++) {
             const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
             uint64_t seq = load_acquire(&s->seq);
-            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
-                break;
+            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
+                /* a later lap's record (drop_oldest): what the head passed is
+                 * gone for this group, done or not */
+                uint64_t head = load_acquire(&r->p->head.offset);
+                if (tracked || (seq & ~SHMBUS_SEQ_PADDING) <= off + 1 || head <= off)
+                    break;
+                off = (head < upto ? head : upto) - 1;
+                uint64_t head_pos = load_acquire(&r->p->head.position);
+                pos = head_pos > pos ? head_pos : pos;
+                continue;
+            }
             if (!done_at(r, group, off, tracked))
                 break;
             if (seq == off + 1) {
                 uint64_t end = s->position + slot_record_bytes(s);
+                /* drop_oldest may reuse the slot while it is read: seq again */
+                __atomic_thread_fence(__ATOMIC_ACQUIRE);
+                if (load_relaxed(&s->seq) != seq)
+                    break;
                 if (end > pos)
                     pos = end;
             } else {
@@ -133,10 +152,10 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         }
         if (off == start)
             return 0;
-        /* Slots at or above the committed offset are not reused, so what was read
-         * above holds while it has not moved.  Another member of the group may
-         * have moved it meanwhile (and a producer reused a slot read here): then
-         * look again from where it is. */
+        /* Slots at or above the committed offset are not reused (but by
+         * drop_oldest, checked above), so what was read holds while it has not
+         * moved.  Another member of the group may have moved it meanwhile (and a
+         * producer reused a slot read here): then look again from where it is. */
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (load_relaxed(&gl->committed_offset) == start)
             break;
@@ -264,8 +283,8 @@ int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t i, uint64_t cur, uint32
 
 enum { READ_NONE = 0, READ_RECORD = 1, READ_SKIP = 2 };
 
-/* An untethered group's cursor was lapped: the records from it up to the head
- * are gone.  It goes on at the head and tells the next delivery how many it lost. */
+/* The cursor was lapped (untethered, or drop_oldest): the records from it up
+ * to the head are gone.  It goes on at the head and tells the next delivery how many it lost. */
 static int lapped(shmbus_consumer *c, uint32_t i, uint64_t cur)
 {
     struct shmbus_ring *r = &c->topic->rings[i];
@@ -291,7 +310,7 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
     uint64_t seq = load_acquire(&s->seq);
     if (seq == cur + 1) {
         int filled = shmbus_fill_delivery(r, i, cur, 1, 0, out);
-        if (!c->tethered) {
+        if (c->may_lap) {
             /* the slot may have been reused while it was read: seq again, as a
              * sequence lock; the bytes are checked after they are copied */
             __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -312,7 +331,7 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
         c->parts[i].release = cur + 1;
         return READ_SKIP;
     }
-    if (!c->tethered && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
+    if (c->may_lap && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
         return lapped(c, i, cur);
     return shmbus_stuck_at(c, i, cur) ? READ_SKIP : READ_NONE;
 }
@@ -358,7 +377,7 @@ static int available(shmbus_consumer *c, int look_at_claims)
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         if (seq == cur + 1 || seq == ((cur + 1) | SHMBUS_SEQ_PADDING))
             return 1;
-        if (!c->tethered && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
+        if (c->may_lap && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
             return 1; /* lapped: it goes on at the head */
         if (look_at_claims && point_load(&r->p->tail.tail).offset > cur)
             claimed = 1;

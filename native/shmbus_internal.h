@@ -23,6 +23,7 @@ struct shmbus_topic {
     int64_t liveness_ns;
     uint32_t count;
     uint64_t max_message_size;
+    uint32_t on_full;
     struct shmbus_ring rings[];
 };
 
@@ -61,6 +62,7 @@ struct shmbus_consumer {
     uint32_t incarnation;
     int tracked;
     int tethered;
+    int may_lap; /* a producer may overwrite what it has not read: untethered, or drop_oldest */
     int manual;
     int by_partition;
     uint32_t max_deliveries; /* 0: no limit */

@@ -146,7 +146,8 @@ struct shmbus_partition_counters {
     uint64_t dropped_full;      /* drop_newest refusals */
     uint64_t recovered_claims;  /* dead producers' claims turned into padding */
     uint64_t blocked_sends;     /* sends that had to wait for space */
-    uint64_t reserved[5];
+    uint64_t dropped_oldest;    /* records overwritten by drop_oldest before every group read them */
+    uint64_t reserved[4];
 } SHMBUS_ALIGNED;
 
 /* Written by one producer only: what it is about to claim. */

@@ -128,8 +128,49 @@ static int reap_now(shmbus_producer *pr)
     return shmbus_reap_groups(pr->topic, pr->lock_fd) > 0;
 }
 
+/* on_full=drop_oldest: the head moves over the oldest records, whatever the
+ * groups have read, until the claim [from .. end) of offsets up to offsets_end
+ * fits; a group left behind finds its next record overwritten and goes on at
+ * the head, counting what it lost.  The walk stops at a record still being
+ * written: its producer finishes it (or dies and it is recovered) first.  Slots
+ * at or above the head are not reused, so what is read here holds. */
+static int drop_oldest(shmbus_producer *pr, uint32_t partition, uint64_t from, uint64_t end,
+                       uint64_t offsets_end)
+{
+    struct shmbus_ring *r = &pr->topic->rings[partition];
+    struct shmbus_partition *p = r->p;
+    uint64_t first = load_acquire(&p->head.offset);
+    uint64_t off = first, pos = load_acquire(&p->head.position);
+    uint64_t want_pos = end > r->capacity ? end - r->capacity : 0;
+    uint64_t want_off = offsets_end > r->slot_count ? offsets_end - r->slot_count : 0;
+    struct shmbus_point tail = point_load(&p->tail.tail);
+    while (off < tail.offset && ((pos < want_pos && pos < from) || off < want_off)) {
+        const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
+        uint64_t seq = load_acquire(&s->seq);
+        if (seq == off + 1) {
+            uint64_t e = s->position + slot_record_bytes(s);
+            pos = e > pos ? e : pos;
+        } else if (seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
+            break; /* still being written */
+        }
+        off++;
+    }
+    /* a recovered claim's extent is unknown: the next record starts after it */
+    if (off == tail.offset)
+        pos = tail.position > pos ? tail.position : pos;
+    else if (load_acquire(&r->slots[off & r->slot_mask].seq) == off + 1)
+        pos = r->slots[off & r->slot_mask].position > pos ? r->slots[off & r->slot_mask].position : pos;
+    if (off == first)
+        return 0;
+    store_max(&p->head.position, pos);
+    store_max(&p->head.offset, off);
+    fetch_add(&p->counters.dropped_oldest, off - first);
+    return 1;
+}
+
 /* The cached free point was not enough: compute it again, and if the claim
- * still does not fit, release dead consumers' groups and try once more. */
+ * still does not fit, drop the oldest (on_full=drop_oldest), or release dead
+ * consumers' groups, and try once more. */
 static int refresh_limit(shmbus_producer *pr, uint32_t partition, uint64_t from, uint64_t end,
                          uint64_t offsets_end)
 {
@@ -138,6 +179,12 @@ static int refresh_limit(shmbus_producer *pr, uint32_t partition, uint64_t from,
     *lim = shmbus_ring_free_point(pr->topic, partition);
     if (claim_fits(r, from, end, offsets_end, lim))
         return 1;
+    if (pr->topic->on_full == SHMBUS_ON_FULL_DROP_OLDEST &&
+        drop_oldest(pr, partition, from, end, offsets_end)) {
+        *lim = shmbus_ring_free_point(pr->topic, partition);
+        if (claim_fits(r, from, end, offsets_end, lim))
+            return 1;
+    }
     if (!reap_now(pr))
         return 0;
     *lim = shmbus_ring_free_point(pr->topic, partition);

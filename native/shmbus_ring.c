@@ -5,12 +5,16 @@
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
 
-/* Minimum committed point over the tethered groups; 0 when there is none. */
+/* Minimum committed point over the tethered groups; 0 when there is none.  A
+ * group left behind the head (drop_oldest moved it past) counts at the head:
+ * what lies below is gone for it anyway. */
 static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shmbus_limit *out)
 {
     uint64_t mask = load_acquire(&t->meta->masks.tethered);
     if (!mask)
         return 0;
+    uint64_t head_pos = load_acquire(&p->head.position);
+    uint64_t head_off = load_acquire(&p->head.offset);
     out->position = UINT64_MAX;
     out->offset = UINT64_MAX;
     while (mask) {
@@ -18,6 +22,8 @@ static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shm
         mask &= mask - 1;
         uint64_t pos = load_acquire(&p->groups[g].committed_position);
         uint64_t off = load_acquire(&p->groups[g].committed_offset);
+        pos = pos > head_pos ? pos : head_pos;
+        off = off > head_off ? off : head_off;
         if (pos < out->position)
             out->position = pos;
         if (off < out->offset)

@@ -213,6 +213,7 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
     t->liveness_ns = liveness_ns;
     t->count = count;
     t->max_message_size = info.max_message_size;
+    t->on_full = info.on_full;
     for (uint32_t i = 0; i < count; i++) {
         struct shmbus_partition *p = partitions[i];
         struct shmbus_ring *r = &t->rings[i];
@@ -246,5 +247,6 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     out->dropped_full = load_relaxed(&p->counters.dropped_full);
     out->recovered_claims = load_relaxed(&p->counters.recovered_claims);
     out->blocked_sends = load_relaxed(&p->counters.blocked_sends);
+    out->dropped_oldest = load_relaxed(&p->counters.dropped_oldest);
     return SHMBUS_OK;
 }

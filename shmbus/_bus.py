@@ -160,7 +160,7 @@ class Bus:
         """Live figures of a topic, read from shared memory without locks::
 
             {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
-                             "recovered_claims", "blocked_sends"}, ...],
+                             "recovered_claims", "blocked_sends", "dropped_oldest"}, ...],
              "groups": [{"name", "private", "members", "ack", "ordering",
                          "lag", "delivered", "acked", "redelivered",
                          "dead_lettered", "pending",
@@ -187,6 +187,7 @@ class Bus:
                     "dropped_full": out.dropped_full,
                     "recovered_claims": out.recovered_claims,
                     "blocked_sends": out.blocked_sends,
+                    "dropped_oldest": out.dropped_oldest,
                 })
             return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:

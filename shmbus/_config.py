@@ -27,7 +27,7 @@ MAX_DELAY = float(lib.SHMBUS_MAX_DELAY_S)
 
 # What the current core implements; the rest of each list is accepted by name and
 # refused with NotImplementedError until it lands.
-ON_FULL_READY = ("block", "drop_newest", "error")
+ON_FULL_READY = ("block", "drop_newest", "drop_oldest", "error")
 
 TOPIC_DEFAULTS: Dict[str, Any] = {
     "partitions": 1,

@@ -63,7 +63,7 @@ class Consumer(Handle):
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_tethered", "_pairs", "_dead", "_unread")
+                 "_n", "_held", "_spin", "_manual", "_kept", "_pairs", "_dead", "_unread")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -86,14 +86,19 @@ class Consumer(Handle):
         if dead_letter == topic.name:
             raise ConfigError("a topic cannot be its own dead_letter topic")
         if not tethered and (group is not None or ack != "auto"):
-            raise NotImplementedError("untethered consumers have no group and ack='auto' for now; "
-                                      "untethered named groups come with drop_oldest")
+            raise NotImplementedError("untethered consumers have no group and ack='auto' for now")
+        drop_oldest = topic.info["on_full"] == lib.SHMBUS_ON_FULL_DROP_OLDEST
+        if drop_oldest and (group is not None or ack != "auto"):
+            raise NotImplementedError("named groups and manual acks on a drop_oldest topic are "
+                                      "not implemented yet")
         self.group = group
         self._busy = False
         self._closing = False
         self._unread: Any = None
         self._manual = ack == "manual"
-        self._tethered = tethered
+        # whether the ring keeps a message for this consumer until it releases it;
+        # if not (untethered, drop_oldest) every read is checked after the copy
+        self._kept = tethered and not drop_oldest
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)

@@ -88,7 +88,7 @@ class Message:
         c = self._c
         if c._manual:
             return not c._closing and not self._f[self._i + _FLAGS] & ACKED
-        return self._f is c._flat and self._i >= c._held and c._tethered
+        return self._f is c._flat and self._i >= c._held and c._kept
 
     def _copy(self, start: int, length: int) -> bytes:
         f, i = self._f, self._i
@@ -107,7 +107,7 @@ class Message:
     def value(self) -> bytes:
         """The value, copied out of the ring."""
         f, i, c = self._f, self._i, self._c
-        if f is c._flat and i >= c._held and c._tethered:
+        if f is c._flat and i >= c._held and c._kept:
             at = f[i + _AT]
             return c._maps[f[i + _PARTITION]][at:at + f[i + _VLEN]]
         return self._copy(0, f[i + _VLEN])
@@ -130,9 +130,10 @@ class Message:
 
     def view(self) -> memoryview:
         """The value in place, without a copy; valid until the next poll (manual
-        acks: until ack or nack).  For an untethered reader, whose ring a producer
-        may overwrite at any time, a view of a checked copy."""
-        if not self._c._tethered and not self._c.closed:
+        acks: until ack or nack).  For an untethered reader, or on a drop_oldest
+        topic, where a producer may overwrite the ring at any time, a view of a
+        checked copy."""
+        if not self._c._kept and not self._c.closed:
             return memoryview(self.value)
         if not self._held():
             raise MessageReleasedError("view() of a message released by a later poll or an ack")

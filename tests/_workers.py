@@ -452,11 +452,13 @@ def send_numbers_on(bus, topic, n):
             p.send(b"%d" % i)
 
 
-def untethered_reader(bus_name, topic, count, ready, pause=0.0, deadline=40.0):
-    """An untethered subscriber: reads (``view()`` and ``value``) until it has
-    accounted for ``count`` messages, delivered or lost; checks each one is
-    intact and that sequence numbers only grow."""
-    with shmbus.Bus(bus_name) as bus, bus.consumer(topic, tethered=False, start="earliest") as c:
+def lossy_reader(bus_name, topic, count, ready, pause=0.0, tethered=False, deadline=40.0):
+    """A subscriber a producer may lap (untethered, or on a drop_oldest topic):
+    reads (``view()`` and ``value``) until it has accounted for ``count``
+    messages, delivered or lost; checks each one is intact and that sequence
+    numbers only grow.  A message overwritten between poll and read raises
+    MessageReleasedError: never returned, so counted as lost."""
+    with shmbus.Bus(bus_name) as bus, bus.consumer(topic, tethered=tethered, start="earliest") as c:
         ready.set()
         delivered = lost = torn = backwards = 0
         last = -1

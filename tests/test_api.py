@@ -724,3 +724,22 @@ def test_ack_is_accepted_and_nack_refused_in_auto_mode(bus):
             c.seek_to_beginning()
     with pytest.raises(shmbus.ClosedError):
         c.ack(m)
+
+
+def test_drop_oldest_keeps_the_newest_for_the_first_group(bus):
+    bus.create_topic("t", capacity=2**12, on_full="drop_oldest")
+    with bus.producer("t", timeout=0.5) as p:
+        for i in range(1000):  # many laps, nobody reading
+            p.send(b"%04d" % i)
+    assert bus.stats("t")["partitions"][0]["dropped_oldest"] > 0
+    with bus.consumer("t", start="earliest") as c:
+        got = [int(m.value) for m in c.poll_batch(1000, timeout=1)]
+    assert got and got == list(range(got[0], 1000))
+
+
+def test_drop_oldest_groups_are_not_there_yet(bus):
+    bus.create_topic("t", capacity=2**12, on_full="drop_oldest")
+    with pytest.raises(NotImplementedError):
+        bus.consumer("t", group="g")
+    with pytest.raises(NotImplementedError):
+        bus.consumer("t", ack="manual")

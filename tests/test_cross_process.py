@@ -716,7 +716,7 @@ def test_untethered_reader_never_slows_the_producer_and_counts_what_it_lost(bus,
     bus.create_topic("t", capacity=2**16)  # a few hundred messages per lap
     ready_r, ready_d, done, go = spawn.Event(), spawn.Event(), spawn.Event(), spawn.Event()
     # one more at the end: a lapped reader learns what it lost from its next message
-    reader = procs.start("reader", "untethered_reader", bus_name=bus_name, topic="t",
+    reader = procs.start("reader", "lossy_reader", bus_name=bus_name, topic="t",
                          count=count + 1, ready=ready_r)
     procs.start("drain", "drain_consumer", bus_name=bus_name, topic="t", ready=ready_d, done=done)
     wait_ready(ready_r, ready_d)
@@ -739,14 +739,21 @@ def test_untethered_reader_never_slows_the_producer_and_counts_what_it_lost(bus,
 
 
 @pytest.mark.timeout(120)
-def test_slow_untethered_reader_is_lapped_but_never_reads_a_torn_message(bus, bus_name, procs, spawn):
+@pytest.mark.parametrize("case", ["untethered", "drop_oldest"])
+def test_slow_reader_is_lapped_but_never_reads_a_torn_message(bus, bus_name, procs, spawn, case):
+    """A reader a producer laps, while it reads: an untethered one beside a
+    tethered reader that keeps up, or a tethered one on a drop_oldest topic."""
     count = 60000
-    bus.create_topic("t", capacity=2**14)
+    drop_oldest = case == "drop_oldest"
+    bus.create_topic("t", capacity=2**14, on_full="drop_oldest" if drop_oldest else "block")
     ready_r, ready_d, done, go = spawn.Event(), spawn.Event(), spawn.Event(), spawn.Event()
-    procs.start("reader", "untethered_reader", bus_name=bus_name, topic="t", count=count + 1,
-                ready=ready_r, pause=0.002)
-    procs.start("drain", "drain_consumer", bus_name=bus_name, topic="t", ready=ready_d, done=done)
-    wait_ready(ready_r, ready_d)
+    procs.start("reader", "lossy_reader", bus_name=bus_name, topic="t", count=count + 1,
+                ready=ready_r, pause=0.002, tethered=drop_oldest)
+    if not drop_oldest:
+        procs.start("drain", "drain_consumer", bus_name=bus_name, topic="t", ready=ready_d,
+                    done=done)
+        wait_ready(ready_d)
+    wait_ready(ready_r)
     procs.start("producer", "producer", bus_name=bus_name, topic="t", pid=2, count=count, go=go,
                 size=200)
     go.set()
@@ -758,3 +765,28 @@ def test_slow_untethered_reader_is_lapped_but_never_reads_a_torn_message(bus, bu
     assert r["torn"] == 0 and r["backwards"] == 0
     assert r["delivered"] + r["lost"] == count + 1
     assert r["delivered"] > 0 and r["lost"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_drop_oldest_never_blocks_and_a_stopped_reader_learns_exactly_what_it_lost(bus, bus_name, procs, spawn):
+    count = 20000
+    bus.create_topic("t", capacity=2**16, on_full="drop_oldest")
+    ready = spawn.Event()
+    reader = procs.start("reader", "lossy_reader", bus_name=bus_name, topic="t", count=count + 1,
+                         ready=ready, tethered=True)
+    wait_ready(ready)
+    os.kill(reader.pid, signal.SIGSTOP)
+    try:
+        go = spawn.Event()
+        procs.start("producer", "producer", bus_name=bus_name, topic="t", pid=3, count=count,
+                    go=go, timeout=2.0)  # BusFull after 2 s if anything held it back
+        go.set()
+        assert procs.result("producer")["accepted"] == count
+        with bus.producer("t") as p:
+            p.send(payload(3, count))
+    finally:
+        os.kill(reader.pid, signal.SIGCONT)
+    r = procs.result("reader")
+    assert r["torn"] == 0 and r["backwards"] == 0
+    assert r["delivered"] + r["lost"] == count + 1 and r["lost"] > 0
+    assert part_stats(bus, "t")["dropped_oldest"] > 0
