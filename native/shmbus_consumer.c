@@ -66,11 +66,6 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
     c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
-    if (c->tracked && t->on_full == SHMBUS_ON_FULL_DROP_OLDEST) {
-        free(c); /* not yet: a group's pending deliveries overwritten under it */
-        *err = SHMBUS_EINVAL;
-        return NULL;
-    }
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -121,21 +116,20 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         if (off >= upto)
             return 0;
         pos = load_acquire(&gl->committed_position);
+        /* what the head passed (drop_oldest) is gone for every group, done or
+         * not; the bytes below the head are free whatever this group says */
+        uint64_t head = load_acquire(&r->p->head.offset);
+        if (off < head) {
+            off = head < upto ? head : upto;
+            uint64_t head_pos = load_acquire(&r->p->head.position);
+            pos = head_pos > pos ? head_pos : pos;
+        }
         padding = 0;
         for (; off < upto; off++) {
             const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
             uint64_t seq = load_acquire(&s->seq);
-            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
-                /* a later lap's record (drop_oldest): what the head passed is
-                 * gone for this group, done or not */
-                uint64_t head = load_acquire(&r->p->head.offset);
-                if (tracked || (seq & ~SHMBUS_SEQ_PADDING) <= off + 1 || head <= off)
-                    break;
-                off = (head < upto ? head : upto) - 1;
-                uint64_t head_pos = load_acquire(&r->p->head.position);
-                pos = head_pos > pos ? head_pos : pos;
-                continue;
-            }
+            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
+                break;
             if (!done_at(r, group, off, tracked))
                 break;
             if (seq == off + 1) {

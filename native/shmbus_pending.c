@@ -116,6 +116,32 @@ static int fail(shmbus_consumer *c, struct shmbus_ring *r, struct shmbus_pending
     return 1;
 }
 
+/* Fills the delivery of an entry this member has just taken.  Under
+ * drop_oldest the record may be overwritten meanwhile: the slot's seq is read
+ * again after, as a sequence lock, and a record gone is done for the group and
+ * counted lost (told with the next delivery).  1: delivered, 0: lost. */
+static int deliver(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, uint64_t off,
+                   uint64_t word, uint32_t count, uint32_t flags, uint64_t *out)
+{
+    struct shmbus_ring *r = &c->topic->rings[i];
+    const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
+    int filled = load_acquire(&s->seq) == off + 1 ? shmbus_fill_delivery(r, i, off, count, flags, out)
+                                                  : SHMBUS_ECORRUPT;
+    if (c->may_lap) {
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (load_relaxed(&s->seq) != off + 1) {
+            struct entry v = {off, word};
+            entry_cas(e, v, off, DONE_WORD);
+            fetch_add(&r->p->groups[c->group].lost, 1);
+            c->parts[i].lost++;
+            return 0;
+        }
+        out[SHMBUS_D_LOST] = c->parts[i].lost;
+        c->parts[i].lost = 0;
+    }
+    return filled == SHMBUS_OK ? 1 : SHMBUS_ECORRUPT;
+}
+
 /* Takes a ready entry for this member; fills its delivery.  0 if another took it. */
 static int take_ready(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, struct entry v,
                       uint64_t now, uint64_t *out)
@@ -131,9 +157,9 @@ static int take_ready(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, 
                                deadline);
     if (!entry_cas(e, v, v.offset, w))
         return 0;
-    if (shmbus_fill_delivery(r, i, v.offset, count,
-                             dead | (reason << SHMBUS_DF_REASON_SHIFT), out) != SHMBUS_OK)
-        return SHMBUS_ECORRUPT;
+    int k = deliver(c, i, e, v.offset, w, count, dead | (reason << SHMBUS_DF_REASON_SHIFT), out);
+    if (k <= 0)
+        return k;
     if (!dead && SHMBUS_P_COUNT(v.word) > 0) /* 0: given back, never seen */
         fetch_add(&r->p->groups[c->group].redelivered, 1);
     return 1;
@@ -255,6 +281,24 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     while (n < room) {
         uint64_t cur = load_acquire(&gl->cursor);
         uint64_t committed = load_acquire(&gl->committed_offset);
+        uint64_t head = 0;
+        if (c->may_lap) {
+            /* drop_oldest moved the head past the cursor: those offsets are lost
+             * to the group; past the committed offset: those are done */
+            head = load_acquire(&r->p->head.offset);
+            if (cur < head) {
+                uint64_t expected = cur;
+                if (cas(&gl->cursor, &expected, head)) {
+                    fetch_add(&gl->lost, head - cur);
+                    c->parts[i].lost += head - cur;
+                }
+                continue;
+            }
+            if (committed < head) {
+                shmbus_advance_committed(c->topic, i, c->group, cur, 1);
+                continue;
+            }
+        }
         if (cur < committed || cur - committed > r->window) {
             err = SHMBUS_ECORRUPT;
             break;
@@ -284,9 +328,9 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         }
         /* An entry a window back is done before the committed offset passes it,
          * and the cursor is inside the window: anything else is not ours to take. */
-        if (v.offset < cur && SHMBUS_P_STATE(v.word) != SHMBUS_P_DONE &&
+        if (v.offset < cur && v.offset >= head && SHMBUS_P_STATE(v.word) != SHMBUS_P_DONE &&
             SHMBUS_P_STATE(v.word) != SHMBUS_P_EMPTY) {
-            err = SHMBUS_ECORRUPT;
+            err = SHMBUS_ECORRUPT; /* below the head (drop_oldest), any state is over */
             break;
         }
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
@@ -302,11 +346,12 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         move_cursor(gl, cur);
         if (padding)
             continue;
-        if (shmbus_fill_delivery(r, i, cur, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS) != SHMBUS_OK) {
-            err = SHMBUS_ECORRUPT;
+        int k = deliver(c, i, e, cur, word, 1, 0, out + (uint64_t)n * SHMBUS_DELIVERY_FIELDS);
+        if (k < 0) {
+            err = k;
             break;
         }
-        n++;
+        n += (uint32_t)k;
     }
     if (n)
         fetch_add(&gl->delivered, n);
@@ -448,11 +493,16 @@ int shmbus_tracked_available(shmbus_consumer *c)
         struct shmbus_ring *r = &t->rings[i];
         struct shmbus_group_line *gl = &r->p->groups[c->group];
         uint64_t cur = load_acquire(&gl->cursor);
-        if (cur >= load_acquire(&gl->committed_offset) + r->window)
+        uint64_t committed = load_acquire(&gl->committed_offset);
+        if (c->may_lap && load_acquire(&r->p->head.offset) > committed)
+            return 1; /* drop_oldest passed the group: it moves on at the next poll */
+        if (cur >= committed + r->window)
             continue;
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         if (seq == cur + 1 || seq == ((cur + 1) | SHMBUS_SEQ_PADDING))
             return 1;
+        if (c->may_lap && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1)
+            return 1; /* lapped: it goes on at the head */
     }
     return 0;
 }

@@ -6,7 +6,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
 from ._config import ACK, MAX_DELAY, ORDERING, START, choice, seconds
 from ._core import error
 from ._dead_letter import DeadLetters
-from ._errors import AckError, ClosedError, ConfigError
+from ._errors import AckError, ClosedError, ConfigError, MessageReleasedError
 from ._message import ACKED, Message
 from ._native import ffi, lib
 from ._handle import Handle
@@ -88,9 +88,6 @@ class Consumer(Handle):
         if not tethered and (group is not None or ack != "auto"):
             raise NotImplementedError("untethered consumers have no group and ack='auto' for now")
         drop_oldest = topic.info["on_full"] == lib.SHMBUS_ON_FULL_DROP_OLDEST
-        if drop_oldest and (group is not None or ack != "auto"):
-            raise NotImplementedError("named groups and manual acks on a drop_oldest topic are "
-                                      "not implemented yet")
         self.group = group
         self._busy = False
         self._closing = False
@@ -266,7 +263,10 @@ class Consumer(Handle):
             m._c = self
             m._f = record
             m._i = 0
-            self._dead.publish(m, record[_FLAGS])
+            try:
+                self._dead.publish(m, record[_FLAGS])
+            except MessageReleasedError:
+                pass  # overwritten (drop_oldest) before it could be passed on: gone
             lib.shmbus_dead_lettered(self._h, record[_PARTITION], record[_OFFSET])
         return keep
 

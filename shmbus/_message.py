@@ -87,7 +87,7 @@ class Message:
         is acknowledged, otherwise until the next poll."""
         c = self._c
         if c._manual:
-            return not c._closing and not self._f[self._i + _FLAGS] & ACKED
+            return c._kept and not c._closing and not self._f[self._i + _FLAGS] & ACKED
         return self._f is c._flat and self._i >= c._held and c._kept
 
     def _copy(self, start: int, length: int) -> bytes:

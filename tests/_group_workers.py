@@ -11,9 +11,11 @@ import shmbus
 
 def member(bus_name, topic, group, ready, stop, ordering="none", ack="auto", start="earliest",
            batch=100, ack_each=False, deadline=60.0):
-    """Consumes until ``stop`` is set; returns the values it got (as ints) and
-    their delivery counts."""
+    """Consumes until ``stop`` is set; returns the values it got (as ints), their
+    delivery counts, and how many it could not read because a producer had
+    overwritten them (drop_oldest) between poll and read."""
     got, counts = array("Q"), array("I")
+    released = 0
     with shmbus.Bus(bus_name) as bus, bus.consumer(topic, group=group, ordering=ordering, ack=ack,
                                                    start=start) as c:
         ready.set()
@@ -21,13 +23,17 @@ def member(bus_name, topic, group, ready, stop, ordering="none", ack="auto", sta
         while not stop.is_set() and time.monotonic() < end:
             msgs = c.poll_batch(batch, timeout=0.05)
             for m in msgs:
-                got.append(int(m.value))
+                try:
+                    got.append(int(m.value))
+                except shmbus.MessageReleasedError:
+                    released += 1
+                    continue
                 counts.append(m.delivery_count)
                 if ack_each:
                     c.ack(m)
             if ack == "manual" and not ack_each and msgs:
                 c.ack(msgs)
-    return got.tobytes(), counts.tobytes()
+    return got.tobytes(), counts.tobytes(), released
 
 
 def holder(bus_name, topic, group, want, ack_first, report, ack_timeout, deadline=30.0):

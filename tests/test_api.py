@@ -735,11 +735,3 @@ def test_drop_oldest_keeps_the_newest_for_the_first_group(bus):
     with bus.consumer("t", start="earliest") as c:
         got = [int(m.value) for m in c.poll_batch(1000, timeout=1)]
     assert got and got == list(range(got[0], 1000))
-
-
-def test_drop_oldest_groups_are_not_there_yet(bus):
-    bus.create_topic("t", capacity=2**12, on_full="drop_oldest")
-    with pytest.raises(NotImplementedError):
-        bus.consumer("t", group="g")
-    with pytest.raises(NotImplementedError):
-        bus.consumer("t", ack="manual")

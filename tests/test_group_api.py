@@ -319,3 +319,29 @@ def test_delete_group(bus, topic):
         # with no group left, what no group consumed is kept for the first to come
         m = c.poll(timeout=1)
         assert (m.value, m.delivery_count) == (b"x", 1)
+
+
+@pytest.mark.parametrize("ack", ["auto", "manual"])
+def test_a_group_on_a_drop_oldest_topic_learns_what_it_lost(bus, ack):
+    bus.create_topic("d", capacity=2**12, on_full="drop_oldest")
+    with bus.consumer("d", group="g", ack=ack, ordering="none") as c:
+        send(bus, "d", [b"%05d" % i for i in range(10)])
+        held = take(c, 10)
+        with bus.producer("d", timeout=0.5) as p:  # many laps; never waits for the group
+            for i in range(10, 3000):
+                p.send(b"%05d" % i)
+        c.ack(held)  # gone meanwhile: a no-op, never an error
+        got, lost = [], 0
+        while True:
+            msgs = c.poll_batch(500, timeout=0.2)
+            if not msgs:
+                break
+            for m in msgs:
+                lost += m.lost_before
+                got.append(int(m.value))
+            c.ack(msgs)
+        assert got == sorted(got) and got[-1] == 2999
+        assert len(got) + lost == 2990 and lost > 0
+        c.poll(timeout=0)
+        g = group_stats(bus, "d", "g")
+        assert g["lost"] == lost and g["lag"] == 0 and g["pending"] == 0

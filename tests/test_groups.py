@@ -56,7 +56,7 @@ def test_three_members_share_100k_messages_exactly_once(bus, procs, spawn, ack):
     stop.set()
     got = []
     for k in range(3):
-        values, counts = procs.result(f"m{k}")
+        values, counts, _ = procs.result(f"m{k}")
         values = ints(values)
         assert values, f"member {k} got nothing: no load balancing"
         assert set(ints(counts, "I")) == {1}
@@ -316,3 +316,32 @@ def test_owner_killed_between_taking_and_moving_the_cursor(bus, procs):
                 c.ack(m)
         assert got == [(0, 2), (1, 1), (2, 1)]
         assert c.lag() == 0
+
+
+def test_group_on_drop_oldest_topic_never_blocks_the_producer(bus, procs, spawn):
+    """A stopped member does not hold a drop_oldest topic back; the group ends
+    with every message either delivered once or counted lost."""
+    n = 30_000
+    bus.create_topic("t", capacity=2**14, on_full="drop_oldest")
+    stop = spawn.Event()
+    readies = [spawn.Event() for _ in range(2)]
+    for k in range(2):
+        procs.start(f"m{k}", W + "member", bus_name=bus.name, topic="t", group="g",
+                    ready=readies[k], stop=stop, ack="manual", batch=10)
+    wait_ready(*readies)
+    os.kill(procs.procs["m1"].pid, signal.SIGSTOP)
+    try:
+        with bus.producer("t", timeout=2.0) as p:  # BusFull after 2 s if held back
+            for i in range(n):
+                p.send(str(i).encode())
+    finally:
+        os.kill(procs.procs["m1"].pid, signal.SIGCONT)
+    wait_until(lambda: group_of(bus, "t", "g")["lag"] == 0, 30, "the group to drain")
+    stop.set()
+    results = [procs.result(f"m{k}") for k in range(2)]
+    got = ints(results[0][0]) + ints(results[1][0])
+    released = results[0][2] + results[1][2]  # overwritten between poll and read
+    g = group_of(bus, "t", "g")
+    assert len(got) == len(set(got))
+    assert len(got) + released + g["lost"] == n and g["lost"] > 0
+    assert bus.stats("t")["partitions"][0]["dropped_oldest"] > 0
