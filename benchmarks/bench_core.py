@@ -46,9 +46,9 @@ def check(v, seq: int, size: int) -> bool:
 
 # -- shmbus -----------------------------------------------------------------------
 
-def shmbus_topic(bus: shmbus.Bus, name: str, size: int) -> None:
+def shmbus_topic(bus: shmbus.Bus, name: str, size: int, retention: str = "consumed") -> None:
     cap = min(DEPTH * (size + 8), 64 * MiB)
-    bus.create_topic(name, capacity=cap, max_message_size=size,
+    bus.create_topic(name, capacity=cap, max_message_size=size, retention=retention,
                      max_messages=max(16, min(DEPTH, cap // size)))
 
 
@@ -105,11 +105,11 @@ def shmbus_receive(bus_name, size, n, ready, results, view, batch):
         results.put((t0, time.perf_counter(), got, bad))
 
 
-def run_shmbus(size, n, view=False, batch=0):
+def run_shmbus(size, n, view=False, batch=0, retention="consumed"):
     name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     bus = shmbus.Bus(name)
     try:
-        shmbus_topic(bus, "t", size)
+        shmbus_topic(bus, "t", size, retention)
         return _pair(shmbus_send, (name, size, n), shmbus_receive, (name, size, n),
                      send_extra=(batch, view), receive_extra=(view, batch))
     finally:

@@ -57,8 +57,14 @@ enum shmbus_reason {
     SHMBUS_REASON_MEMBER_LEFT = 3 /* its member closed or died holding it */
 };
 /* SHMBUS_D_FLAGS: the delivery is a dead letter to pass on (then call
- * shmbus_dead_lettered), and the reason of its last failure. */
-enum shmbus_delivery_flags { SHMBUS_DF_DEAD_LETTER = 1, SHMBUS_DF_REASON_SHIFT = 1 };
+ * shmbus_dead_lettered); the reason of its last failure; and whether the ring
+ * may overwrite the record before it is released (untethered, drop_oldest, a
+ * replay below what the group holds): its bytes must be checked after a copy. */
+enum shmbus_delivery_flags {
+    SHMBUS_DF_DEAD_LETTER = 1,
+    SHMBUS_DF_REASON_SHIFT = 1,
+    SHMBUS_DF_UNKEPT = 8
+};
 
 /* How a consumer joins: name_len 0 means a private group. */
 struct shmbus_group_options {
@@ -204,6 +210,14 @@ int shmbus_poll_wait(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t m
 int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
                        uint64_t length);
 uint64_t shmbus_lag(shmbus_consumer *consumer);
+/* Replay (private groups): the cursor of one partition goes to `offset`, or to
+ * the oldest retained offset if that is later; returns the offset set, or
+ * SHMBUS_EINVAL past the published end or for a group that tracks deliveries.
+ * offset_for_time: the first offset stamped at or after ns (the end if none). */
+int64_t shmbus_seek(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
+int64_t shmbus_offset_for_time(shmbus_topic *topic, uint32_t partition, int64_t ns);
+int64_t shmbus_retained_offset(shmbus_topic *topic, uint32_t partition);
+
 /* The member entry of this consumer and the group entry it belongs to. */
 uint32_t shmbus_consumer_member(shmbus_consumer *consumer);
 uint32_t shmbus_consumer_group(shmbus_consumer *consumer);

@@ -65,7 +65,14 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->lock_fd = lock_fd;
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
-    c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
+    /* under retention=log a reader may go back below what the groups hold */
+    c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
+                 t->retention == SHMBUS_RETENTION_LOG;
+    if (c->tracked && t->retention == SHMBUS_RETENTION_LOG) {
+        free(c); /* not yet: a tracked group's window starts at its committed offset */
+        *err = SHMBUS_EINVAL;
+        return NULL;
+    }
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -283,8 +290,9 @@ static int lapped(shmbus_consumer *c, uint32_t i, uint64_t cur)
 {
     struct shmbus_ring *r = &c->topic->rings[i];
     struct shmbus_group_line *gl = &r->p->groups[c->group];
-    /* a slot is reused only after the head has passed its offset */
-    uint64_t head = load_acquire(&r->p->head.offset);
+    /* a slot is reused only after the head has passed its offset; under
+     * retention=log the oldest record still there may lie below the head */
+    uint64_t head = shmbus_retained_start(c->topic, i);
     if (head <= cur)
         return READ_NONE;
     store_release(&gl->cursor, head);
@@ -312,6 +320,11 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
                 return lapped(c, i, cur);
             out[SHMBUS_D_LOST] = c->parts[i].lost;
             c->parts[i].lost = 0;
+            /* what this group holds stays until it releases it, unless
+             * drop_oldest or nothing (untethered) holds it */
+            if (!c->tethered || c->topic->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
+                cur < load_relaxed(&gl->committed_offset))
+                out[SHMBUS_D_FLAGS] |= SHMBUS_DF_UNKEPT;
         }
         if (filled != SHMBUS_OK)
             return SHMBUS_ECORRUPT;
@@ -455,4 +468,55 @@ uint64_t shmbus_lag(shmbus_consumer *c)
         lag += tail > committed ? tail - committed : 0;
     }
     return lag;
+}
+
+int64_t shmbus_retained_offset(shmbus_topic *t, uint32_t partition)
+{
+    if (partition >= t->count)
+        return SHMBUS_EINVAL;
+    return (int64_t)shmbus_retained_start(t, partition);
+}
+
+int64_t shmbus_seek(shmbus_consumer *c, uint32_t partition, uint64_t offset)
+{
+    shmbus_topic *t = c->topic;
+    if (c->tracked || partition >= t->count)
+        return SHMBUS_EINVAL;
+    struct shmbus_ring *r = &t->rings[partition];
+    if (offset > point_load(&r->p->tail.tail).offset)
+        return SHMBUS_EINVAL;
+    uint64_t oldest = shmbus_retained_start(t, partition);
+    if (offset < oldest)
+        offset = oldest;
+    struct shmbus_consumer_partition *cp = &c->parts[partition];
+    store_release(&r->p->groups[c->group].cursor, offset);
+    /* forward: what is skipped is done at the next poll; backward: the group
+     * keeps what it committed, and reads what lies below it as it may */
+    if (offset > cp->release)
+        cp->release = offset;
+    cp->stuck_offset = UINT64_MAX;
+    cp->lost = 0;
+    return (int64_t)offset;
+}
+
+int64_t shmbus_offset_for_time(shmbus_topic *t, uint32_t partition, int64_t ns)
+{
+    if (partition >= t->count)
+        return SHMBUS_EINVAL;
+    struct shmbus_ring *r = &t->rings[partition];
+    uint64_t lo = shmbus_retained_start(t, partition);
+    uint64_t hi = point_load(&r->p->tail.tail).offset;
+    while (lo < hi) { /* stamps grow with offsets (per producer; nearly across them) */
+        uint64_t mid = lo + (hi - lo) / 2;
+        const struct shmbus_slot *s = &r->slots[mid & r->slot_mask];
+        uint64_t seq = load_acquire(&s->seq);
+        int64_t ts = s->timestamp_ns;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        int before = seq == mid + 1 && load_relaxed(&s->seq) == seq && ts < ns;
+        if (before || seq == ((mid + 1) | SHMBUS_SEQ_PADDING))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (int64_t)lo;
 }

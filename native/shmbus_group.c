@@ -67,8 +67,10 @@ static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_gro
         store_max(&gl->committed_position, load_acquire(&p->head.position));
         uint64_t head = load_acquire(&p->head.offset);
         store_max(&gl->committed_offset, head);
-        /* a new group has nothing committed: "committed" starts it at the end */
-        uint64_t cursor = head;
+        /* a new group has nothing committed: "committed" starts it at the end;
+         * "earliest" is the oldest record retained (below the head under
+         * retention=log) */
+        uint64_t cursor = c->tracked ? head : shmbus_retained_start(t, i);
         if (o->start != SHMBUS_START_EARLIEST) {
             struct shmbus_point end = point_load(&p->tail.tail);
             cursor = end.offset;

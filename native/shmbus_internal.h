@@ -24,6 +24,9 @@ struct shmbus_topic {
     uint32_t count;
     uint64_t max_message_size;
     uint32_t on_full;
+    uint32_t retention;
+    uint64_t retention_bytes; /* retention=log: 0 means the whole ring */
+    int64_t retention_ns;     /* retention=log: 0 means no age limit */
     struct shmbus_ring rings[];
 };
 
@@ -97,6 +100,10 @@ static inline uint64_t slot_record_bytes(const struct shmbus_slot *s)
 /* The free point of a ring: the slowest tethered group's committed point, or
  * the head when there is none.  Advances the head.  ring.c */
 struct shmbus_limit shmbus_ring_free_point(shmbus_topic *t, uint32_t partition);
+/* The oldest offset a reader may still read: the head (retention=consumed),
+ * or (retention=log) the oldest record not yet overwritten and within the
+ * retention limits.  ring.c */
+uint64_t shmbus_retained_start(shmbus_topic *t, uint32_t partition);
 /* Ends an active group (close, or its owner died); 1 if this call ended it.
  * The caller holds the group lock.  ring.c */
 int shmbus_group_release(shmbus_topic *t, uint32_t group);

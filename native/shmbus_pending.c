@@ -138,6 +138,7 @@ static int deliver(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, uin
         }
         out[SHMBUS_D_LOST] = c->parts[i].lost;
         c->parts[i].lost = 0;
+        out[SHMBUS_D_FLAGS] |= SHMBUS_DF_UNKEPT;
     }
     return filled == SHMBUS_OK ? 1 : SHMBUS_ECORRUPT;
 }

@@ -55,6 +55,54 @@ struct shmbus_limit shmbus_ring_free_point(shmbus_topic *t, uint32_t partition)
     return lim;
 }
 
+/* Whether the record at `off` is still there and within the retention limits
+ * (one being written counts as there: it is at the young end). */
+static int retained(shmbus_topic *t, struct shmbus_ring *r, uint64_t off, struct shmbus_point tail,
+                    int64_t now)
+{
+    const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
+    uint64_t seq = load_acquire(&s->seq);
+    if ((seq & ~SHMBUS_SEQ_PADDING) > off + 1)
+        return 0; /* a later lap's record took the slot */
+    if ((seq & ~SHMBUS_SEQ_PADDING) < off + 1)
+        return 1; /* still being written: the young end of the ring */
+    uint64_t position = s->position;
+    int64_t ts = s->timestamp_ns;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (load_relaxed(&s->seq) != seq)
+        return 0;
+    if (seq & SHMBUS_SEQ_PADDING)
+        return 1; /* a recovered claim: skipped by readers, kept as a place */
+    uint64_t limit = t->retention_bytes ? t->retention_bytes : r->capacity;
+    if (limit > r->capacity)
+        limit = r->capacity;
+    if (tail.position - position > limit)
+        return 0;
+    return !t->retention_ns || now - ts <= t->retention_ns;
+}
+
+uint64_t shmbus_retained_start(shmbus_topic *t, uint32_t partition)
+{
+    struct shmbus_ring *r = &t->rings[partition];
+    uint64_t head = load_acquire(&r->p->head.offset);
+    if (t->retention != SHMBUS_RETENTION_LOG)
+        return head;
+    struct shmbus_point tail = point_load(&r->p->tail.tail);
+    int64_t now = shmbus_now_realtime();
+    /* records age and are overwritten oldest first: the first retained one is
+     * found by halving [lo, tail); what is below the head may go at any time */
+    uint64_t lo = tail.offset > r->slot_count ? tail.offset - r->slot_count : 0;
+    uint64_t hi = tail.offset;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (retained(t, r, mid, tail, now))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
 void shmbus_wake_producers(struct shmbus_partition *p)
 {
     if (load_relaxed(&p->space.waiters)) {

@@ -214,6 +214,9 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
     t->count = count;
     t->max_message_size = info.max_message_size;
     t->on_full = info.on_full;
+    t->retention = info.retention;
+    t->retention_bytes = info.retention_bytes;
+    t->retention_ns = (int64_t)info.retention_ns;
     for (uint32_t i = 0; i < count; i++) {
         struct shmbus_partition *p = partitions[i];
         struct shmbus_ring *r = &t->rings[i];

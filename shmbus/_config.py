@@ -116,6 +116,11 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
     c["max_messages"] = pow2_at_least(max(2, slots))
     if c["on_full"] not in ON_FULL_READY:
         raise NotImplementedError(f"on_full={c['on_full']!r} is not implemented yet")
-    if c["retention"] != "consumed" or c["fsync"] != "never":
-        raise NotImplementedError("retention='log' and fsync on disk buses are not implemented yet")
+    if c["fsync"] != "never":
+        raise NotImplementedError("fsync on disk buses is not implemented yet")
+    if c["retention"] == "consumed" and (c["retention_bytes"] or c["retention_seconds"]):
+        raise ConfigError("retention_bytes and retention_seconds are for retention='log'")
+    if c["retention_bytes"] is not None and c["retention_bytes"] > c["capacity"]:
+        raise ConfigError(f"retention_bytes ({c['retention_bytes']}) exceeds the capacity "
+                          f"({c['capacity']}): a ring keeps at most its capacity")
     return c

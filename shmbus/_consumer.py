@@ -21,6 +21,7 @@ _poll_wait = lib.shmbus_poll_wait
 _ack = lib.shmbus_ack
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
 _new = object.__new__
+_LAST_NS = 2**63 - 1
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
@@ -63,7 +64,7 @@ class Consumer(Handle):
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_kept", "_pairs", "_dead", "_unread")
+                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -87,15 +88,15 @@ class Consumer(Handle):
             raise ConfigError("a topic cannot be its own dead_letter topic")
         if not tethered and (group is not None or ack != "auto"):
             raise NotImplementedError("untethered consumers have no group and ack='auto' for now")
-        drop_oldest = topic.info["on_full"] == lib.SHMBUS_ON_FULL_DROP_OLDEST
+        log = topic.info["retention"] == lib.SHMBUS_RETENTION_LOG
+        if log and (group is not None or ack != "auto"):
+            raise NotImplementedError("named groups and manual acks on a retention='log' topic "
+                                      "are not implemented yet")
         self.group = group
         self._busy = False
         self._closing = False
         self._unread: Any = None
         self._manual = ack == "manual"
-        # whether the ring keeps a message for this consumer until it releases it;
-        # if not (untethered, drop_oldest) every read is checked after the copy
-        self._kept = tethered and not drop_oldest
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)
@@ -220,7 +221,8 @@ class Consumer(Handle):
                 if n <= 0 or self._closing:  # closed meanwhile: hand out nothing
                     return 0
                 flat = self._fields[:n * _FIELDS].tolist()
-                if self._manual and any(flat[_FLAGS::_FIELDS]):
+                flags = flat[_FLAGS::_FIELDS]
+                if self._manual and any(flags) and any(f & _DEAD for f in flags):
                     flat = self._pass_dead_letters(flat)
                     n = len(flat) // _FIELDS
                     if n == 0:
@@ -368,17 +370,61 @@ class Consumer(Handle):
                            f"{m.topic!r} was delivered to another consumer")
 
     def seek(self, partition: int, offset: int) -> None:
-        raise NotImplementedError("seek arrives with log retention")
+        """Read ``partition`` from ``offset`` on (replay).  An offset before the
+        oldest message still retained lands on the oldest one; past the published
+        end raises ConfigError.  Messages fetched and not yet handed out are
+        dropped.  Consumers without a group only, for now."""
+        h = self._seekable()
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise TypeError("partition must be an int")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError("offset must be an int")
+        if not 0 <= partition < len(self._maps):
+            raise ConfigError(f"partition must be between 0 and {len(self._maps) - 1}")
+        if offset < 0:
+            raise ConfigError(f"offset must be >= 0, got {offset}")
+        end = self._end(self._map.handle, partition)
+        if offset > end:
+            raise ConfigError(f"offset {offset} is past the end of partition {partition} ({end})")
+        self._flat = ()
+        self._i = self._n = 0
+        lib.shmbus_seek(h, partition, offset)
 
     def seek_to_beginning(self) -> None:
-        raise NotImplementedError("seek arrives with log retention")
+        """Every partition from its oldest message still retained."""
+        self._seek_all(lambda t, i: 0)
 
     def seek_to_end(self) -> None:
-        raise NotImplementedError("seek arrives with log retention")
+        """Every partition from its end: only messages published from now on."""
+        self._seek_all(self._end)
 
     def seek_to_time(self, ns: int) -> None:
-        raise NotImplementedError("seek arrives with log retention")
+        """Every partition from its first message stamped at or after ``ns``
+        (nanoseconds since the epoch), or its end if none is."""
+        if isinstance(ns, bool) or not isinstance(ns, int):
+            raise TypeError("ns must be an int (nanoseconds since the epoch)")
+        self._seek_all(lambda t, i: lib.shmbus_offset_for_time(t, i, ns))
 
+    def _seek_all(self, offset_of: Callable[[Any, int], int]) -> None:
+        h = self._seekable()
+        self._flat = ()
+        self._i = self._n = 0
+        for i in range(len(self._maps)):
+            lib.shmbus_seek(h, i, offset_of(self._map.handle, i))
+
+    @staticmethod
+    def _end(topic: Any, partition: int) -> int:
+        """The published end of a partition: no message is stamped after the last
+        nanosecond int64 holds."""
+        return lib.shmbus_offset_for_time(topic, partition, _LAST_NS)
+
+    def _seekable(self) -> Any:
+        if self._h is None:
+            raise ClosedError("consumer is closed")
+        if self.group is not None or self._manual:
+            raise NotImplementedError("seek on a named group or with manual acks is not "
+                                      "implemented yet")
+        return self._h
 
     def lag(self) -> int:
         """Messages published but not yet committed by this consumer's group."""

@@ -21,6 +21,7 @@ _KEYED = lib.SHMBUS_D_KEYED
 _COUNT = lib.SHMBUS_D_DELIVERY_COUNT
 _FLAGS = lib.SHMBUS_D_FLAGS
 _LOST = lib.SHMBUS_D_LOST
+_UNKEPT = lib.SHMBUS_DF_UNKEPT
 # A flag of this process only, set in the delivery's flags when the message is
 # acknowledged or nacked: its bytes are no longer held for it.
 ACKED = 1 << 16
@@ -85,10 +86,12 @@ class Message:
     def _held(self) -> bool:
         """Whether the consumer still holds this message: with manual acks until it
         is acknowledged, otherwise until the next poll."""
-        c = self._c
+        c, f, i = self._c, self._f, self._i
+        if f[i + _FLAGS] & _UNKEPT:
+            return False
         if c._manual:
-            return c._kept and not c._closing and not self._f[self._i + _FLAGS] & ACKED
-        return self._f is c._flat and self._i >= c._held and c._kept
+            return not c._closing and not f[i + _FLAGS] & ACKED
+        return f is c._flat and i >= c._held
 
     def _copy(self, start: int, length: int) -> bytes:
         f, i = self._f, self._i
@@ -107,7 +110,7 @@ class Message:
     def value(self) -> bytes:
         """The value, copied out of the ring."""
         f, i, c = self._f, self._i, self._c
-        if f is c._flat and i >= c._held and c._kept:
+        if f is c._flat and i >= c._held and not f[i + _FLAGS]:
             at = f[i + _AT]
             return c._maps[f[i + _PARTITION]][at:at + f[i + _VLEN]]
         return self._copy(0, f[i + _VLEN])
@@ -133,7 +136,7 @@ class Message:
         acks: until ack or nack).  For an untethered reader, or on a drop_oldest
         topic, where a producer may overwrite the ring at any time, a view of a
         checked copy."""
-        if not self._c._kept and not self._c.closed:
+        if self._f[self._i + _FLAGS] & _UNKEPT and not self._c.closed:
             return memoryview(self.value)
         if not self._held():
             raise MessageReleasedError("view() of a message released by a later poll or an ack")

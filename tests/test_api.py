@@ -720,8 +720,6 @@ def test_ack_is_accepted_and_nack_refused_in_auto_mode(bus):
             c.ack("not a message")
         with pytest.raises(shmbus.ShmbusError):
             c.nack(m)
-        with pytest.raises(NotImplementedError):
-            c.seek_to_beginning()
     with pytest.raises(shmbus.ClosedError):
         c.ack(m)
 
@@ -735,3 +733,67 @@ def test_drop_oldest_keeps_the_newest_for_the_first_group(bus):
     with bus.consumer("t", start="earliest") as c:
         got = [int(m.value) for m in c.poll_batch(1000, timeout=1)]
     assert got and got == list(range(got[0], 1000))
+
+
+def test_log_retention_keeps_consumed_messages_for_replay(bus):
+    bus.create_topic("t", capacity=2**16, retention="log")
+    with bus.consumer("t") as a:
+        with bus.producer("t") as p:
+            for i in range(100):
+                p.send(b"%d" % i)
+        assert [int(m.value) for m in a.poll_batch(1000, timeout=1)] == list(range(100))
+        a.poll(timeout=0)  # commits them: under "consumed" they would be gone now
+        with bus.consumer("t", start="earliest") as late:  # a late reader replays them all
+            assert [int(m.value) for m in late.poll_batch(1000, timeout=1)] == list(range(100))
+        a.seek(0, 40)
+        assert [int(m.value) for m in a.poll_batch(5, timeout=1)] == [40, 41, 42, 43, 44]
+        a.seek(0, 0)
+        assert int(a.poll(timeout=1).value) == 0
+        a.seek_to_end()
+        assert a.poll(timeout=0.05) is None
+        stamp = time.time_ns()
+        with bus.producer("t") as p:
+            p.send(b"after")
+        a.seek_to_beginning()
+        assert int(a.poll(timeout=1).value) == 0
+        a.seek_to_time(stamp)
+        assert a.poll(timeout=1).value == b"after"
+        with pytest.raises(shmbus.ConfigError):
+            a.seek(0, 10**6)  # past the published end
+        with pytest.raises(shmbus.ConfigError):
+            a.seek(1, 0)  # no such partition
+        with pytest.raises(TypeError):
+            a.seek(0, "0")
+
+
+def test_log_retention_limits_and_seeking_before_the_oldest(bus):
+    bus.create_topic("t", capacity=2**16, retention="log", retention_bytes=2**10)
+    with bus.producer("t") as p:
+        for i in range(200):  # 8-byte records: the limit keeps the last 128
+            p.send(b"%08d" % i)
+    with bus.consumer("t", start="earliest") as c:
+        got = [int(m.value) for m in c.poll_batch(1000, timeout=1)]
+        assert got == list(range(got[0], 200)) and 60 <= got[0] <= 72
+        c.seek(0, 0)  # before the oldest retained: lands on it
+        assert int(c.poll(timeout=1).value) >= got[0]
+    with pytest.raises(shmbus.ConfigError):
+        bus.create_topic("u", capacity=2**12, retention="log", retention_bytes=2**13)
+    with pytest.raises(shmbus.ConfigError):
+        bus.create_topic("v", retention_seconds=5.0)  # a limit for "consumed"
+    bus.create_topic("w", capacity=2**16, retention="log", retention_seconds=0.2)
+    with bus.producer("w") as p:
+        p.send(b"old")
+    time.sleep(0.3)
+    with bus.producer("w") as p:
+        p.send(b"new")
+    with bus.consumer("w", start="earliest") as c:
+        assert c.poll(timeout=1).value == b"new"
+
+
+def test_log_retention_groups_are_not_there_yet(bus):
+    bus.create_topic("t", capacity=2**16, retention="log")
+    with pytest.raises(NotImplementedError):
+        bus.consumer("t", group="g")
+    with bus.consumer("t") as c, pytest.raises(NotImplementedError):
+        bus.consumer("t", ack="manual")
+        c.seek(0, 0)
