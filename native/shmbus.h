@@ -217,6 +217,7 @@ uint64_t shmbus_lag(shmbus_consumer *consumer);
 int64_t shmbus_seek(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 int64_t shmbus_offset_for_time(shmbus_topic *topic, uint32_t partition, int64_t ns);
 int64_t shmbus_retained_offset(shmbus_topic *topic, uint32_t partition);
+int64_t shmbus_end_offset(shmbus_topic *topic, uint32_t partition);
 
 /* The member entry of this consumer and the group entry it belongs to. */
 uint32_t shmbus_consumer_member(shmbus_consumer *consumer);

@@ -123,9 +123,9 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         if (off >= upto)
             return 0;
         pos = load_acquire(&gl->committed_position);
-        /* what the head passed (drop_oldest) is gone for every group, done or
+        /* what drop_oldest moved the head past is gone for every group, done or
          * not; the bytes below the head are free whatever this group says */
-        uint64_t head = load_acquire(&r->p->head.offset);
+        uint64_t head = t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ? load_acquire(&r->p->head.offset) : 0;
         if (off < head) {
             off = head < upto ? head : upto;
             uint64_t head_pos = load_acquire(&r->p->head.position);
@@ -216,7 +216,7 @@ uint32_t shmbus_consumer_group(shmbus_consumer *c) { return c->group; }
 /* A claim that stays uncommitted past the liveness timeout, and whose claimer
  * no longer holds its lock byte, becomes padding.  A claimer that lives (even
  * stopped) keeps its claim: only the dead cannot write into it later. */
-static int recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset)
+int shmbus_recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset)
 {
     struct shmbus_partition *p = r->p;
     for (uint32_t i = 0; i < SHMBUS_MAX_PRODUCERS; i++) {
@@ -250,7 +250,7 @@ int shmbus_stuck_at(shmbus_consumer *c, uint32_t i, uint64_t cur)
         cp->stuck_offset = cur;
         cp->stuck_since = now;
     } else if (now - cp->stuck_since >= t->liveness_ns &&
-               point_load(&r->p->tail.tail).offset > cur && recover_claim(t, r, cur)) {
+               point_load(&r->p->tail.tail).offset > cur && shmbus_recover_claim(t, r, cur)) {
         /* the next offset may be the same dead claim (a batch): look at it at once */
         cp->stuck_offset = cur + 1;
         return 1;
@@ -284,6 +284,17 @@ int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t i, uint64_t cur, uint32
 
 enum { READ_NONE = 0, READ_RECORD = 1, READ_SKIP = 2 };
 
+/* Whether a record's bytes may already be reused: bytes lap before slots do.
+ * Below the head they are free (under retention=log kept until a producer
+ * writes over them, which the tail says). */
+int shmbus_bytes_gone(shmbus_topic *t, struct shmbus_ring *r, uint64_t position)
+{
+    if (position >= load_acquire(&r->p->head.position))
+        return 0;
+    return t->retention != SHMBUS_RETENTION_LOG ||
+           point_load(&r->p->tail.tail).position > position + r->capacity;
+}
+
 /* The cursor was lapped (untethered, or drop_oldest): the records from it up
  * to the head are gone.  It goes on at the head and tells the next delivery how many it lost. */
 static int lapped(shmbus_consumer *c, uint32_t i, uint64_t cur)
@@ -316,7 +327,7 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
             /* the slot may have been reused while it was read: seq again, as a
              * sequence lock; the bytes are checked after they are copied */
             __atomic_thread_fence(__ATOMIC_ACQUIRE);
-            if (load_relaxed(&s->seq) != seq)
+            if (load_relaxed(&s->seq) != seq || shmbus_bytes_gone(c->topic, r, out[SHMBUS_D_POSITION]))
                 return lapped(c, i, cur);
             out[SHMBUS_D_LOST] = c->parts[i].lost;
             c->parts[i].lost = 0;
@@ -485,7 +496,10 @@ int64_t shmbus_seek(shmbus_consumer *c, uint32_t partition, uint64_t offset)
     struct shmbus_ring *r = &t->rings[partition];
     if (offset > point_load(&r->p->tail.tail).offset)
         return SHMBUS_EINVAL;
-    uint64_t oldest = shmbus_retained_start(t, partition);
+    /* a reader that may be lapped reads anything retained, checked; one whose
+     * ring keeps what it has not released goes back no further than that */
+    uint64_t oldest = c->may_lap ? shmbus_retained_start(t, partition)
+                                 : load_acquire(&r->p->groups[c->group].committed_offset);
     if (offset < oldest)
         offset = oldest;
     struct shmbus_consumer_partition *cp = &c->parts[partition];
@@ -519,4 +533,11 @@ int64_t shmbus_offset_for_time(shmbus_topic *t, uint32_t partition, int64_t ns)
             hi = mid;
     }
     return (int64_t)lo;
+}
+
+int64_t shmbus_end_offset(shmbus_topic *t, uint32_t partition)
+{
+    if (partition >= t->count)
+        return SHMBUS_EINVAL;
+    return (int64_t)point_load(&t->rings[partition].p->tail.tail).offset;
 }

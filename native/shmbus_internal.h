@@ -40,6 +40,7 @@ struct shmbus_producer {
     int lock_fd;
     uint32_t index;
     int64_t last_reap; /* monotonic ns of the last look for dead consumers' groups */
+    int64_t last_recover; /* drop_oldest: of the last look at a claim stuck at the head */
     struct shmbus_limit limits[]; /* cached free points, per partition */
 };
 
@@ -119,9 +120,14 @@ void shmbus_wake_producers(struct shmbus_partition *p);
  * table says which are.  Returns 1 if it moved.  consumer.c */
 int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group, uint64_t upto,
                              int tracked);
+/* A claim at `offset` whose producer is gone becomes padding: 1 when it is
+ * committed or padding now, 0 when a live producer still holds it.  consumer.c */
+int shmbus_recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset);
 /* What the cursor finds when no record is there: 1 when a dead producer's claim
  * at `offset` has been turned into padding.  consumer.c */
 int shmbus_stuck_at(shmbus_consumer *c, uint32_t partition, uint64_t offset);
+/* Whether the bytes of a record at `position` may already be reused.  consumer.c */
+int shmbus_bytes_gone(shmbus_topic *t, struct shmbus_ring *r, uint64_t position);
 /* Fills one delivery record from the slot of `offset`.  consumer.c */
 int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t partition, uint64_t offset,
                          uint32_t count, uint32_t flags, uint64_t *out);

@@ -129,11 +129,14 @@ static int deliver(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, uin
                                                   : SHMBUS_ECORRUPT;
     if (c->may_lap) {
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (load_relaxed(&s->seq) != off + 1) {
+        if (load_relaxed(&s->seq) != off + 1 ||
+            (filled == SHMBUS_OK && shmbus_bytes_gone(c->topic, r, out[SHMBUS_D_POSITION]))) {
             struct entry v = {off, word};
             entry_cas(e, v, off, DONE_WORD);
-            fetch_add(&r->p->groups[c->group].lost, 1);
-            c->parts[i].lost++;
+            if (count <= 1) { /* a redelivery was delivered once: not lost */
+                fetch_add(&r->p->groups[c->group].lost, 1);
+                c->parts[i].lost++;
+            }
             return 0;
         }
         out[SHMBUS_D_LOST] = c->parts[i].lost;

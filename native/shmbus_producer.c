@@ -82,6 +82,12 @@ static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t
 {
     struct shmbus_slot *s = &r->slots[offset & r->slot_mask];
     unsigned char *d = r->data + (position & (r->capacity - 1));
+    /* The writer's half of the slot's sequence lock: seq = offset (no longer
+     * the last lap's offset + 1, not yet this one's) before any field changes,
+     * so that a reader who may be lapped and reads seq, the fields, then seq
+     * again never takes a half-written slot for the old record. */
+    store_relaxed(&s->seq, offset);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     s->position = position;
     s->timestamp_ns = now;
     s->value_len = (uint32_t)value_len;
@@ -149,9 +155,20 @@ static int drop_oldest(shmbus_producer *pr, uint32_t partition, uint64_t from, u
         uint64_t seq = load_acquire(&s->seq);
         if (seq == off + 1) {
             uint64_t e = s->position + slot_record_bytes(s);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (load_relaxed(&s->seq) != seq || e > tail.position)
+                break; /* another producer dropped it and reused the slot, or a bad slot */
             pos = e > pos ? e : pos;
         } else if (seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
-            break; /* still being written */
+            /* still being written; if its producer died, it becomes padding (as
+             * a reader would make it), looked at a few times per liveness timeout */
+            int64_t now = shmbus_now_monotonic();
+            if (now - pr->last_recover < pr->topic->liveness_ns / 8)
+                break;
+            pr->last_recover = now;
+            if (!shmbus_recover_claim(pr->topic, r, off) ||
+                load_acquire(&s->seq) != ((off + 1) | SHMBUS_SEQ_PADDING))
+                break;
         }
         off++;
     }
@@ -162,9 +179,13 @@ static int drop_oldest(shmbus_producer *pr, uint32_t partition, uint64_t from, u
         pos = r->slots[off & r->slot_mask].position > pos ? r->slots[off & r->slot_mask].position : pos;
     if (off == first)
         return 0;
+    /* the offset first: bytes are not free before their records are gone */
+    uint64_t cur = first;
+    while (cur < off && !cas(&p->head.offset, &cur, off)) {
+    }
+    if (cur < off) /* this producer moved it from cur: those records it dropped */
+        fetch_add(&p->counters.dropped_oldest, off - cur);
     store_max(&p->head.position, pos);
-    store_max(&p->head.offset, off);
-    fetch_add(&p->counters.dropped_oldest, off - first);
     return 1;
 }
 
@@ -312,7 +333,11 @@ static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)
     struct shmbus_point tail = point_load(&r->p->tail.tail);
     uint64_t end = claim_position(r, tail.position, bytes) + bytes;
     pr->limits[partition] = shmbus_ring_free_point(pr->topic, partition);
-    return claim_fits(r, tail.position, end, tail.offset + 1, &pr->limits[partition]);
+    if (claim_fits(r, tail.position, end, tail.offset + 1, &pr->limits[partition]))
+        return 1;
+    /* drop_oldest waits only for a claim at the head: look again as it ends */
+    return pr->topic->on_full == SHMBUS_ON_FULL_DROP_OLDEST &&
+           refresh_limit(pr, partition, tail.position, end, tail.offset + 1);
 }
 
 int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_len,

@@ -5,16 +5,19 @@
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
 
-/* Minimum committed point over the tethered groups; 0 when there is none.  A
- * group left behind the head (drop_oldest moved it past) counts at the head:
- * what lies below is gone for it anyway. */
+/* Minimum committed point over the tethered groups; 0 when there is none.  On a
+ * drop_oldest topic a group left behind the head counts at the head: what lies
+ * below is gone for it anyway. */
 static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shmbus_limit *out)
 {
     uint64_t mask = load_acquire(&t->meta->masks.tethered);
     if (!mask)
         return 0;
-    uint64_t head_pos = load_acquire(&p->head.position);
-    uint64_t head_off = load_acquire(&p->head.offset);
+    /* only drop_oldest moves the head past a group: elsewhere a group's point
+     * below the head is one that joined as the head moved, and must hold */
+    int clamp = t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
+    uint64_t head_pos = clamp ? load_acquire(&p->head.position) : 0;
+    uint64_t head_off = clamp ? load_acquire(&p->head.offset) : 0;
     out->position = UINT64_MAX;
     out->offset = UINT64_MAX;
     while (mask) {

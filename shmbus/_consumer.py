@@ -21,7 +21,6 @@ _poll_wait = lib.shmbus_poll_wait
 _ack = lib.shmbus_ack
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
 _new = object.__new__
-_LAST_NS = 2**63 - 1
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
@@ -371,8 +370,9 @@ class Consumer(Handle):
 
     def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` from ``offset`` on (replay).  An offset before the
-        oldest message still retained lands on the oldest one; past the published
-        end raises ConfigError.  Messages fetched and not yet handed out are
+        oldest message still retained lands on the oldest one (under
+        ``retention="consumed"``: on the oldest this group has not released);
+        past the published end raises ConfigError.  Messages fetched and not yet handed out are
         dropped.  Consumers without a group only, for now."""
         h = self._seekable()
         if isinstance(partition, bool) or not isinstance(partition, int):
@@ -414,9 +414,8 @@ class Consumer(Handle):
 
     @staticmethod
     def _end(topic: Any, partition: int) -> int:
-        """The published end of a partition: no message is stamped after the last
-        nanosecond int64 holds."""
-        return lib.shmbus_offset_for_time(topic, partition, _LAST_NS)
+        """The published end of a partition."""
+        return lib.shmbus_end_offset(topic, partition)
 
     def _seekable(self) -> Any:
         if self._h is None:

@@ -790,3 +790,42 @@ def test_drop_oldest_never_blocks_and_a_stopped_reader_learns_exactly_what_it_lo
     assert r["torn"] == 0 and r["backwards"] == 0
     assert r["delivered"] + r["lost"] == count + 1 and r["lost"] > 0
     assert part_stats(bus, "t")["dropped_oldest"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_drop_oldest_recovers_a_dead_producers_claim_at_the_head(bus, bus_name, procs):
+    """No reader at all: the producers themselves turn a dead claim into padding
+    when it stands where the oldest must be dropped."""
+    bus.create_topic("t", capacity=4096, max_messages=64, on_full="drop_oldest")
+    with bus.producer("t", timeout=3.0) as p:
+        for _ in range(5):
+            p.send(b"x" * 40)
+        procs.start("dies", "faulty_producer", bus_name=bus_name, topic="t",
+                    fault="after_claim:kill", value=b"D" * 40)
+        assert procs.join("dies", timeout=30) == -signal.SIGKILL
+        for _ in range(1000):  # many laps past the dead claim; BusFull after 3 s if stuck
+            p.send(b"y" * 40)
+    s = part_stats(bus, "t")
+    assert s["recovered_claims"] == 1 and s["dropped_oldest"] > 900
+
+
+@pytest.mark.timeout(60)
+def test_a_lapped_reader_never_takes_a_slot_being_rewritten(bus, bus_name, procs):
+    """A producer stopped in the middle of rewriting a slot an untethered reader
+    has not read yet: the reader skips it as lost, never returns it torn."""
+    bus.create_topic("t", capacity=4096, max_messages=16)
+    with bus.consumer("t") as keeper, bus.consumer("t", tethered=False, start="earliest") as u, \
+            bus.producer("t") as p:
+        for k in range(16):
+            p.send(bytes([65 + k]) * (10 + k))
+        assert len(keeper.poll_batch(100, timeout=1)) == 16
+        keeper.poll(timeout=0)  # commits all 16: slot 0 may be reused
+        stopped = procs.start("stops", "faulty_producer", bus_name=bus_name, topic="t",
+                              fault="during_copy:stop", value=b"Z" * 200 + b"Y" * 200)
+        wait_until(lambda: psutil.Process(stopped.pid).status() == psutil.STATUS_STOPPED, 20,
+                   "the producer to stop mid-copy")
+        m = u.poll(timeout=0.5)
+        assert m is None or (m.offset != 0 and m.lost_before > 0)
+        os.kill(stopped.pid, signal.SIGCONT)
+        m = u.poll(timeout=5) if m is None else m
+        assert m is not None and m.value == b"Z" * 200 + b"Y" * 200 and m.lost_before == 16
