@@ -70,7 +70,7 @@ enum shmbus_delivery_flags {
 struct shmbus_group_options {
     const char *name;
     uint32_t name_len;
-    uint32_t flags;          /* SHMBUS_GROUP_TETHERED; untethered: private auto-ack groups only */
+    uint32_t flags;          /* SHMBUS_GROUP_TETHERED */
     uint32_t start;          /* a new group starts here */
     uint32_t ack;
     uint32_t ordering;

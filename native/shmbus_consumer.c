@@ -43,8 +43,7 @@ static int options_ok(const struct shmbus_group_options *o)
            o->ordering <= SHMBUS_ORDERING_NONE && o->name_len <= SHMBUS_MAX_NAME &&
            (o->name_len == 0 || o->name) && o->max_deliveries <= SHMBUS_MAX_DELIVERIES &&
            o->ack_timeout_ns >= 0 && o->ack_timeout_ns <= SHMBUS_MAX_DELAY_S * 1000000000LL &&
-           (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0 &&
-           ((o->flags & SHMBUS_GROUP_TETHERED) || (o->name_len == 0 && o->ack == SHMBUS_ACK_AUTO));
+           (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
 }
 
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
@@ -111,6 +110,13 @@ static int done_at(struct shmbus_ring *r, uint32_t group, uint64_t off, int trac
     return SHMBUS_P_STATE(load_acquire(&e->word)) == SHMBUS_P_DONE && load_acquire(&e->offset) == off;
 }
 
+/* Whether the head may pass this group's committed offset. */
+static int may_be_passed(shmbus_topic *t, uint32_t group)
+{
+    return t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
+           !(t->meta->groups[group].flags & SHMBUS_GROUP_TETHERED);
+}
+
 int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group, uint64_t upto,
                              int tracked)
 {
@@ -123,9 +129,10 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         if (off >= upto)
             return 0;
         pos = load_acquire(&gl->committed_position);
-        /* what drop_oldest moved the head past is gone for every group, done or
-         * not; the bytes below the head are free whatever this group says */
-        uint64_t head = t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ? load_acquire(&r->p->head.offset) : 0;
+        /* what the head passed while this group was behind it (drop_oldest, or
+         * an untethered group) is gone for it, done or not; the bytes below the
+         * head are free whatever this group says */
+        uint64_t head = may_be_passed(t, group) ? load_acquire(&r->p->head.offset) : 0;
         if (off < head) {
             off = head < upto ? head : upto;
             uint64_t head_pos = load_acquire(&r->p->head.position);

@@ -85,8 +85,6 @@ class Consumer(Handle):
             raise ConfigError("max_deliveries and dead_letter need ack='manual'")
         if dead_letter == topic.name:
             raise ConfigError("a topic cannot be its own dead_letter topic")
-        if not tethered and (group is not None or ack != "auto"):
-            raise NotImplementedError("untethered consumers have no group and ack='auto' for now")
         log = topic.info["retention"] == lib.SHMBUS_RETENTION_LOG
         if log and (group is not None or ack != "auto"):
             raise NotImplementedError("named groups and manual acks on a retention='log' topic "

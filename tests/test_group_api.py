@@ -322,14 +322,21 @@ def test_delete_group(bus, topic):
 
 
 @pytest.mark.parametrize("ack", ["auto", "manual"])
-def test_a_group_on_a_drop_oldest_topic_learns_what_it_lost(bus, ack):
-    bus.create_topic("d", capacity=2**12, on_full="drop_oldest")
-    with bus.consumer("d", group="g", ack=ack, ordering="none") as c:
+@pytest.mark.parametrize("case", ["drop_oldest", "untethered"])
+def test_a_group_the_producer_laps_learns_what_it_lost(bus, ack, case):
+    """A named group on a drop_oldest topic, or an untethered named group beside a
+    private reader that keeps up: the producer never waits for it."""
+    untethered = case == "untethered"
+    bus.create_topic("d", capacity=2**12, on_full="block" if untethered else "drop_oldest")
+    keeper = bus.consumer("d") if untethered else None
+    with bus.consumer("d", group="g", ack=ack, ordering="none", tethered=not untethered) as c:
         send(bus, "d", [b"%05d" % i for i in range(10)])
         held = take(c, 10)
         with bus.producer("d", timeout=0.5) as p:  # many laps; never waits for the group
             for i in range(10, 3000):
                 p.send(b"%05d" % i)
+                if keeper is not None:
+                    keeper.poll_batch(100, timeout=0)
         c.ack(held)  # gone meanwhile: a no-op, never an error
         got, lost = [], 0
         while True:
@@ -345,3 +352,5 @@ def test_a_group_on_a_drop_oldest_topic_learns_what_it_lost(bus, ack):
         c.poll(timeout=0)
         g = group_stats(bus, "d", "g")
         assert g["lost"] == lost and g["lag"] == 0 and g["pending"] == 0
+    if keeper is not None:
+        keeper.close()
