@@ -278,7 +278,10 @@ def test_members_killed_at_random_lose_nothing(bus, procs, spawn):
     g = group_of(bus, "t", "g")
     assert g["lag"] == 0 and g["pending"] == 0
     assert {v for v, _, _ in got} == {f"{k}:{s}".encode() for k in "abc" for s in range(n // 3)}
-    assert g["acked"] == n  # each message's entry was completed once
+    # every entry was completed (the group drained: its committed offset passes
+    # only completed entries); the acked counter may miss the acks of a batch
+    # whose member was killed between completing them and counting them
+    assert n - 4 * 20 <= g["acked"] <= n
     assert g["redelivered"] == sum(1 for _, count, _ in got if count > 1) or g["redelivered"] > 0
 
 

@@ -1,8 +1,9 @@
 """Soak a consumer group: members that ack by hand are SIGKILLed at random while a
 producer publishes keyed messages; replacements join.  After each round the
-group must have drained with every message processed at least once, completed
-(acked) exactly once, and, under ordering="partition", each key processed in
-order but for replays of what a killed member held.
+group must have drained with every message processed at least once and completed
+(its acked counter short only by batches whose member was killed between
+completing and counting them), and, under ordering="partition", each key
+processed in order but for replays of what a killed member held.
 
     python tools/soak_groups.py [--seconds 300] [--ordering none|partition|both]
 
@@ -121,8 +122,12 @@ def one_round(ordering, per_key, kills, rng):
         total = per_key * len(KEYS)
         if g["lag"] or g["pending"]:
             problems.append(f"the group did not drain: lag {g['lag']}, pending {g['pending']}")
-        if g["acked"] != total:
-            problems.append(f"acked {g['acked']} of {total}: a message completed twice or never")
+        # The group drained, so every entry was completed (the committed offset
+        # passes only completed ones, and an entry completes once: a CAS).  The
+        # acked counter is added per batch after the entries: a member killed in
+        # between leaves it short by at most that batch (50).
+        if not total - 50 * kills <= g["acked"] <= total:
+            problems.append(f"acked {g['acked']} of {total}: more than {kills} batches uncounted")
         return problems, g
     finally:
         for p in procs:
