@@ -216,11 +216,9 @@ uint64_t shmbus_lag(shmbus_consumer *consumer);
  * offset_for_time: the first offset stamped at or after ns (the end if none). */
 int64_t shmbus_seek(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 int64_t shmbus_offset_for_time(shmbus_topic *topic, uint32_t partition, int64_t ns);
-int64_t shmbus_retained_offset(shmbus_topic *topic, uint32_t partition);
 int64_t shmbus_end_offset(shmbus_topic *topic, uint32_t partition);
 
-/* The member entry of this consumer and the group entry it belongs to. */
-uint32_t shmbus_consumer_member(shmbus_consumer *consumer);
+/* The group entry this consumer belongs to. */
 uint32_t shmbus_consumer_group(shmbus_consumer *consumer);
 
 /* Acknowledgement (tracked groups).  ack: 1 when it completed a delivery this

@@ -217,7 +217,6 @@ void shmbus_consumer_close(shmbus_consumer *c)
     free(c);
 }
 
-uint32_t shmbus_consumer_member(shmbus_consumer *c) { return c->member; }
 uint32_t shmbus_consumer_group(shmbus_consumer *c) { return c->group; }
 
 /* A claim that stays uncommitted past the liveness timeout, and whose claimer
@@ -486,13 +485,6 @@ uint64_t shmbus_lag(shmbus_consumer *c)
         lag += tail > committed ? tail - committed : 0;
     }
     return lag;
-}
-
-int64_t shmbus_retained_offset(shmbus_topic *t, uint32_t partition)
-{
-    if (partition >= t->count)
-        return SHMBUS_EINVAL;
-    return (int64_t)shmbus_retained_start(t, partition);
 }
 
 int64_t shmbus_seek(shmbus_consumer *c, uint32_t partition, uint64_t offset)
