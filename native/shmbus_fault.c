@@ -11,7 +11,8 @@ static int fault_action; /* 0 kill, 1 stop, 2 sleep */
 static long fault_ms = 1000;
 
 static const char *const POINTS[] = {"",           "after_claim",  "during_copy", "before_commit",
-                                     "after_commit", "group_create", "after_take"};
+                                     "after_commit", "group_create", "after_take",
+                                     "window_read"};
 
 void shmbus_fault_load(void)
 {

@@ -13,6 +13,7 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_AFTER_COMMIT,  /* published, consumers not yet woken */
     SHMBUS_FAULT_GROUP_CREATE,  /* a new group's entry filled, not yet active */
     SHMBUS_FAULT_AFTER_TAKE,    /* a tracked group's entry taken, cursor not yet moved */
+    SHMBUS_FAULT_WINDOW_READ,   /* a group's committed offset read, its cursor not yet */
 };
 
 extern int shmbus_fault_armed;

@@ -74,17 +74,33 @@ static inline int is_mine(const shmbus_consumer *c, uint64_t w)
 }
 
 /* The offsets a group has handed out and not yet committed in a ring: never
- * more than the window, whatever shared memory says. */
-static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, uint64_t *from,
-                     uint64_t *end)
+ * more than the window, whatever shared memory says.  Both points only rise and
+ * committed <= cursor at every instant, so the committed offset is read first:
+ * the cursor read after it is not below it.  A span wider than the window then
+ * means the committed offset moved on between the loads (this process was
+ * preempted there): read again; only a span that stays wrong is corrupt.  When
+ * the head may pass the group, what is below the head is over for it (and the
+ * span ends at the cursor all the same: callers commit up to it). */
+static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, int may_lap,
+                     uint64_t *from, uint64_t *end)
 {
-    *from = load_acquire(&gl->committed_offset);
-    *end = load_acquire(&gl->cursor);
-    if (*end < *from || *end - *from > r->window) {
-        *end = *from;
-        return SHMBUS_ECORRUPT;
+    for (int tries = 0; tries < 64; tries++) {
+        uint64_t committed = load_acquire(&gl->committed_offset);
+        *from = committed;
+        FAULT_POINT(SHMBUS_FAULT_WINDOW_READ);
+        *end = load_acquire(&gl->cursor);
+        if (may_lap) {
+            uint64_t head = load_acquire(&r->p->head.offset);
+            if (head > *from)
+                *from = head < *end ? head : *end;
+        }
+        if (*end >= *from && *end - *from <= r->window)
+            return SHMBUS_OK;
+        if (load_acquire(&gl->committed_offset) == committed)
+            break;
     }
-    return SHMBUS_OK;
+    *end = *from;
+    return SHMBUS_ECORRUPT;
 }
 
 void shmbus_pending_reset(shmbus_topic *t, uint32_t group)
@@ -192,7 +208,7 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
     uint32_t n = 0;
     cp->ready_seen = load_acquire(&gl->ready); /* before looking: a later change is seen next time */
     uint64_t from, end;
-    if (window_of(r, gl, &from, &end) != SHMBUS_OK)
+    if (window_of(r, gl, c->may_lap, &from, &end) != SHMBUS_OK)
         return SHMBUS_ECORRUPT;
     for (uint64_t off = from; off < end; off++) {
         struct shmbus_pending *e = entry_at(r, c->group, off);
@@ -283,8 +299,9 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     uint32_t n = 0;
     int err = SHMBUS_OK;
     while (n < room) {
-        uint64_t cur = load_acquire(&gl->cursor);
         uint64_t committed = load_acquire(&gl->committed_offset);
+        FAULT_POINT(SHMBUS_FAULT_WINDOW_READ);
+        uint64_t cur = load_acquire(&gl->cursor); /* after: not below committed */
         uint64_t head = 0;
         if (c->may_lap) {
             /* drop_oldest moved the head past the cursor: those offsets are lost
@@ -303,7 +320,9 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
                 continue;
             }
         }
-        if (cur < committed || cur - committed > r->window) {
+        if (cur - committed > r->window) {
+            if (load_acquire(&gl->committed_offset) != committed)
+                continue; /* it moved on between the loads */
             err = SHMBUS_ECORRUPT;
             break;
         }
@@ -496,8 +515,8 @@ int shmbus_tracked_available(shmbus_consumer *c)
             continue;
         struct shmbus_ring *r = &t->rings[i];
         struct shmbus_group_line *gl = &r->p->groups[c->group];
-        uint64_t cur = load_acquire(&gl->cursor);
         uint64_t committed = load_acquire(&gl->committed_offset);
+        uint64_t cur = load_acquire(&gl->cursor);
         if (c->may_lap && load_acquire(&r->p->head.offset) > committed)
             return 1; /* drop_oldest passed the group: it moves on at the next poll */
         if (cur >= committed + r->window)
@@ -636,7 +655,7 @@ void shmbus_release_all(shmbus_consumer *c)
         struct shmbus_ring *r = &t->rings[i];
         struct shmbus_group_line *gl = &r->p->groups[c->group];
         uint64_t from, end;
-        window_of(r, gl, &from, &end);
+        window_of(r, gl, c->may_lap, &from, &end);
         for (uint64_t off = from; off < end; off++) {
             struct shmbus_pending *e = entry_at(r, c->group, off);
             struct entry v = entry_load(e);
@@ -658,7 +677,7 @@ int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t i)
 {
     struct shmbus_ring *r = &c->topic->rings[i];
     uint64_t from, end;
-    window_of(r, &r->p->groups[c->group], &from, &end);
+    window_of(r, &r->p->groups[c->group], c->may_lap, &from, &end);
     for (uint64_t off = from; off < end; off++) {
         struct entry v = entry_load(entry_at(r, c->group, off));
         if (v.offset == off && is_mine(c, v.word))
@@ -674,8 +693,8 @@ int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct s
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_group_line *gl = &r->p->groups[g];
     memset(out, 0, sizeof *out);
-    out->cursor = load_acquire(&gl->cursor);
     out->committed_offset = load_acquire(&gl->committed_offset);
+    out->cursor = load_acquire(&gl->cursor); /* after: not below committed */
     out->delivered = load_relaxed(&gl->delivered);
     out->acked = load_relaxed(&gl->acked);
     out->redelivered = load_relaxed(&gl->redelivered);

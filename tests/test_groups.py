@@ -67,6 +67,30 @@ def test_three_members_share_100k_messages_exactly_once(bus, procs, spawn, ack):
     assert g["delivered"] == n and g["acked"] == n and g["redelivered"] == 0
 
 
+@pytest.mark.parametrize("ack", ["auto", "manual"])
+def test_member_preempted_between_reading_committed_and_cursor(bus, procs, spawn, ack):
+    """One member sleeps between reading the group's committed offset and its
+    cursor while the others take and ack past both: it reads again, never
+    reports the segment corrupt, and nothing is lost or doubled."""
+    n = 20_000
+    bus.create_topic("jobs", capacity=2**20)
+    stop = spawn.Event()
+    readies = [spawn.Event() for _ in range(3)]
+    for k in range(3):
+        env = {"SHMBUS_FAULT": "window_read:sleep:1"} if k == 0 else None
+        procs.start(f"m{k}", W + "member", env=env, bus_name=bus.name, topic="jobs",
+                    group="workers", ready=readies[k], stop=stop, ack=ack, batch=10)
+    wait_ready(*readies)
+    publish(bus, "jobs", list(range(n)))
+    wait_until(lambda: group_of(bus, "jobs", "workers")["lag"] == 0 and
+               group_of(bus, "jobs", "workers")["pending"] == 0, 60, "the group to finish")
+    stop.set()
+    got = []
+    for k in range(3):
+        got += ints(procs.result(f"m{k}")[0])
+    assert sorted(got) == list(range(n))
+
+
 def test_two_groups_each_get_every_message(bus, procs, spawn):
     n = 20_000
     bus.create_topic("t", capacity=2**20)
