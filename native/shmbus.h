@@ -3,6 +3,7 @@
  * Results are small negative codes; nothing crosses the boundary as an exception. */
 #ifndef SHMBUS_H
 #define SHMBUS_H
+#include <stddef.h>
 #include <stdint.h>
 
 enum shmbus_result {
@@ -24,7 +25,7 @@ enum shmbus_result {
 };
 
 enum shmbus_limits {
-    SHMBUS_LAYOUT_VERSION = 2,
+    SHMBUS_LAYOUT_VERSION = 3,
     SHMBUS_MAX_NAME = 100,
     SHMBUS_MAX_KEY_SIZE = 1024,
     SHMBUS_MAX_HEADERS_SIZE = 16384,
@@ -45,6 +46,11 @@ enum shmbus_on_full {
 };
 
 enum shmbus_retention { SHMBUS_RETENTION_CONSUMED = 0, SHMBUS_RETENTION_LOG = 1 };
+enum shmbus_fsync { SHMBUS_FSYNC_NEVER = 0, SHMBUS_FSYNC_BATCH = 1, SHMBUS_FSYNC_ALWAYS = 2 };
+/* Topic flags: records carry checksums (topics of disk buses). */
+enum shmbus_topic_flags { SHMBUS_TOPIC_CHECKSUMS = 1 };
+/* fsync=batch: a send syncs its partition when the last sync is older than this. */
+enum shmbus_sync { SHMBUS_SYNC_INTERVAL_MS = 100 };
 enum shmbus_start { SHMBUS_START_EARLIEST = 0, SHMBUS_START_LATEST = 1, SHMBUS_START_COMMITTED = 2 };
 enum shmbus_group_flags { SHMBUS_GROUP_PRIVATE = 1, SHMBUS_GROUP_TETHERED = 2 };
 enum shmbus_ack { SHMBUS_ACK_AUTO = 0, SHMBUS_ACK_MANUAL = 1 };
@@ -110,6 +116,7 @@ struct shmbus_topic_info {
     uint32_t mode;
     uint32_t layout_version;
     uint64_t created_ns;
+    uint32_t flags;
 };
 
 /* Per-partition figures, read without locks. */
@@ -122,6 +129,7 @@ struct shmbus_partition_stats {
     uint64_t recovered_claims;
     uint64_t blocked_sends;
     uint64_t dropped_oldest;
+    uint64_t discarded;
 };
 
 /* A group as its record says, for callers. */
@@ -176,6 +184,20 @@ int shmbus_partition_stats(shmbus_topic *topic, uint32_t partition,
                            struct shmbus_partition_stats *out);
 void shmbus_wake_consumers(shmbus_topic *topic);
 
+/* Disk topics.  set_files gives the partitions' file descriptors, for syncs.
+ * The first process to map a disk topic holds its open lock exclusively
+ * (open_exclusive: 1 taken, 0 another process has the topic open) and recovers
+ * every partition while nobody else can attach; then everyone holds it shared
+ * (open_shared: SHMBUS_EBUSY if a recovery outlasts timeout_ns).  recover
+ * returns how many records of an incomplete tail it dropped, or SHMBUS_ECORRUPT
+ * with *bad_offset the first damaged record that later good records follow. */
+int shmbus_topic_set_files(shmbus_topic *topic, const int *fds, uint32_t count);
+int shmbus_open_exclusive(int meta_fd);
+int shmbus_open_shared(int meta_fd, int64_t timeout_ns);
+int64_t shmbus_recover(shmbus_topic *topic, uint32_t partition, uint64_t *bad_offset);
+/* CRC-32C, as records' checksums use it (continuing from crc; 0 to start). */
+uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t n);
+
 /* Producers */
 shmbus_producer *shmbus_producer_open(shmbus_topic *topic, int lock_fd, uint32_t pid,
                                       uint64_t start_time, int *err);
@@ -193,6 +215,9 @@ int64_t shmbus_send_batch(shmbus_producer *producer, uint32_t partition,
 int shmbus_wait_space(shmbus_producer *producer, uint32_t partition, uint64_t record_bytes,
                       int64_t timeout_ns, int64_t spin_ns);
 void shmbus_count_drop(shmbus_producer *producer, uint32_t partition, uint64_t count);
+/* Disk topics: every partition this producer wrote since its last sync goes to
+ * disk (fdatasync) now; SHMBUS_ESYS if the system refused. */
+int shmbus_producer_sync(shmbus_producer *producer);
 uint32_t shmbus_partition_for_key(const char *key, uint32_t key_len, uint32_t partitions);
 
 /* Consumers */

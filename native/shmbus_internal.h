@@ -15,6 +15,7 @@ struct shmbus_ring {
     uint64_t data_offset;
     struct shmbus_pending *pending; /* SHMBUS_MAX_GROUPS tables of `window` entries */
     uint64_t window;
+    int fd; /* disk topics: the partition's file, for syncs; -1 otherwise */
 };
 
 struct shmbus_topic {
@@ -27,6 +28,8 @@ struct shmbus_topic {
     uint32_t retention;
     uint64_t retention_bytes; /* retention=log: 0 means the whole ring */
     int64_t retention_ns;     /* retention=log: 0 means no age limit */
+    uint32_t fsync;           /* SHMBUS_FSYNC_* (disk topics) */
+    int checksums;            /* records carry checksums (disk topics) */
     struct shmbus_ring rings[];
 };
 
@@ -35,13 +38,19 @@ struct shmbus_limit {
     uint64_t offset;   /* offsets below are free */
 };
 
+struct shmbus_producer_partition {
+    struct shmbus_limit limit; /* cached free point */
+    int64_t synced_ns;         /* disk topics: monotonic ns of this producer's last sync */
+    int dirty;                 /* disk topics: written since that sync */
+};
+
 struct shmbus_producer {
     shmbus_topic *topic;
     int lock_fd;
     uint32_t index;
     int64_t last_reap; /* monotonic ns of the last look for dead consumers' groups */
     int64_t last_recover; /* drop_oldest: of the last look at a claim stuck at the head */
-    struct shmbus_limit limits[]; /* cached free points, per partition */
+    struct shmbus_producer_partition parts[];
 };
 
 struct shmbus_consumer_partition {

@@ -52,7 +52,7 @@ struct shmbus_topic_config {
     uint64_t retention_ns;
     uint64_t dedup_window_ns;
     uint32_t mode;
-    uint32_t reserved;
+    uint32_t flags; /* SHMBUS_TOPIC_* */
 };
 
 /* The bus segment marks that a bus exists; its topics have segments of their own. */
@@ -147,7 +147,8 @@ struct shmbus_partition_counters {
     uint64_t recovered_claims;  /* dead producers' claims turned into padding */
     uint64_t blocked_sends;     /* sends that had to wait for space */
     uint64_t dropped_oldest;    /* records overwritten by drop_oldest before every group read them */
-    uint64_t reserved[4];
+    uint64_t discarded;         /* disk topics: records of an incomplete tail dropped at recovery */
+    uint64_t reserved[3];
 } SHMBUS_ALIGNED;
 
 /* Written by one producer only: what it is about to claim. */

@@ -54,3 +54,26 @@ int shmbus_lock_wait(int fd, uint64_t byte, int64_t timeout_ns)
         nanosleep(&ts, NULL);
     }
 }
+
+int shmbus_open_exclusive(int fd)
+{
+    return shmbus_lock_try(fd, SHMBUS_LOCK_OPEN);
+}
+
+/* A shared lock over one this open file description holds exclusively
+ * replaces it at once (no gap for another to recover in). */
+int shmbus_open_shared(int fd, int64_t timeout_ns)
+{
+    int64_t deadline = shmbus_now_monotonic() + timeout_ns;
+    for (;;) {
+        struct flock fl = lock_of(F_RDLCK, SHMBUS_LOCK_OPEN);
+        if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+            return SHMBUS_OK;
+        if (errno != EAGAIN && errno != EACCES)
+            return SHMBUS_ESYS;
+        if (shmbus_now_monotonic() >= deadline)
+            return SHMBUS_EBUSY;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}

@@ -11,6 +11,9 @@
 /* Held while a group entry is created, looked up by name, or released: a name is
  * one group, and an entry found half-made under the lock was left by the dead. */
 #define SHMBUS_LOCK_GROUPS ((uint64_t)SHMBUS_MAX_PRODUCERS + SHMBUS_MAX_MEMBERS)
+/* Disk topics: held shared by every process that has the topic mapped, and
+ * exclusively by the first one while it recovers the partitions. */
+#define SHMBUS_LOCK_OPEN (SHMBUS_LOCK_GROUPS + 1)
 
 /* 1 when taken, 0 when another open file description holds it, <0 on error. */
 int shmbus_lock_try(int fd, uint64_t byte);

@@ -1,8 +1,10 @@
 /* Producers: multi-producer claim and commit of variable-size records. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_checksum.h"
 #include "shmbus_copy.h"
 #include "shmbus_fault.h"
 #include "shmbus_internal.h"
@@ -13,7 +15,7 @@ shmbus_producer *shmbus_producer_open(shmbus_topic *t, int lock_fd, uint32_t pid
                                       uint64_t start_time, int *err)
 {
     shmbus_fault_load();
-    shmbus_producer *pr = calloc(1, sizeof *pr + t->count * sizeof(struct shmbus_limit));
+    shmbus_producer *pr = calloc(1, sizeof *pr + t->count * sizeof(struct shmbus_producer_partition));
     if (!pr) {
         *err = SHMBUS_ESYS;
         return NULL;
@@ -35,7 +37,8 @@ shmbus_producer *shmbus_producer_open(shmbus_topic *t, int lock_fd, uint32_t pid
         store_release(&rec->attached_ns, (uint64_t)shmbus_now_realtime());
         for (uint32_t p = 0; p < t->count; p++) {
             store_release(&t->rings[p].p->producers[i].intent, SHMBUS_NO_INTENT);
-            pr->limits[p] = shmbus_ring_free_point(t, p);
+            pr->parts[p].limit = shmbus_ring_free_point(t, p);
+            pr->parts[p].synced_ns = shmbus_now_monotonic();
         }
         pr->topic = t;
         pr->lock_fd = lock_fd;
@@ -52,6 +55,8 @@ void shmbus_producer_close(shmbus_producer *pr)
 {
     if (!pr)
         return;
+    if (pr->topic->fsync != SHMBUS_FSYNC_NEVER)
+        shmbus_producer_sync(pr); /* best effort: close() cannot report; flush() can */
     shmbus_lock_release(pr->lock_fd, SHMBUS_LOCK_PRODUCER(pr->index));
     free(pr);
 }
@@ -75,10 +80,10 @@ static inline int claim_fits(const struct shmbus_ring *r, uint64_t from, uint64_
            offsets_end - lim->offset <= r->slot_count;
 }
 
-static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t position,
-                                int64_t now, const char *value, uint64_t value_len,
-                                const char *key, uint32_t key_len, const char *headers,
-                                uint32_t headers_len)
+static inline void write_record(struct shmbus_ring *r, int checksums, uint64_t offset,
+                                uint64_t position, int64_t now, const char *value,
+                                uint64_t value_len, const char *key, uint32_t key_len,
+                                const char *headers, uint32_t headers_len)
 {
     struct shmbus_slot *s = &r->slots[offset & r->slot_mask];
     unsigned char *d = r->data + (position & (r->capacity - 1));
@@ -94,7 +99,14 @@ static inline void write_record(struct shmbus_ring *r, uint64_t offset, uint64_t
     s->key_len = (uint16_t)key_len;
     s->headers_len = headers_len;
     s->flags = key ? SHMBUS_RECORD_KEYED : 0;
-    s->checksum = 0;
+    if (checksums) { /* from the caller's bytes: a large value's copy may bypass the cache */
+        uint32_t c = shmbus_checksum_fields(s);
+        c = shmbus_crc32c(c, value, value_len);
+        c = shmbus_crc32c(c, key, key_len);
+        s->checksum = shmbus_crc32c(c, headers, headers_len);
+    } else {
+        s->checksum = 0;
+    }
     int streamed = copy_in(d, value, value_len / 2);
     FAULT_POINT(SHMBUS_FAULT_DURING_COPY);
     streamed |= copy_in(d + value_len / 2, value + value_len / 2, value_len - value_len / 2);
@@ -196,7 +208,7 @@ static int refresh_limit(shmbus_producer *pr, uint32_t partition, uint64_t from,
                          uint64_t offsets_end)
 {
     struct shmbus_ring *r = &pr->topic->rings[partition];
-    struct shmbus_limit *lim = &pr->limits[partition];
+    struct shmbus_limit *lim = &pr->parts[partition].limit;
     *lim = shmbus_ring_free_point(pr->topic, partition);
     if (claim_fits(r, from, end, offsets_end, lim))
         return 1;
@@ -224,6 +236,41 @@ static int64_t check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t val
     return SHMBUS_OK;
 }
 
+static int sync_partition(shmbus_producer *pr, uint32_t i, int64_t now)
+{
+    if (fdatasync(pr->topic->rings[i].fd) != 0)
+        return SHMBUS_ESYS;
+    pr->parts[i].dirty = 0;
+    pr->parts[i].synced_ns = now;
+    return SHMBUS_OK;
+}
+
+/* Disk topics, after a commit: fsync=always syncs before the send returns;
+ * batch when this producer's last sync of the partition is older than the
+ * interval; never leaves it to flush(), close() and the kernel.  One
+ * fdatasync covers every page of the file written before it, whoever wrote it. */
+static int64_t synced(shmbus_producer *pr, uint32_t i, int64_t result)
+{
+    shmbus_topic *t = pr->topic;
+    pr->parts[i].dirty = 1;
+    if (t->fsync == SHMBUS_FSYNC_NEVER)
+        return result;
+    int64_t now = shmbus_now_monotonic();
+    if (t->fsync == SHMBUS_FSYNC_BATCH &&
+        now - pr->parts[i].synced_ns < (int64_t)SHMBUS_SYNC_INTERVAL_MS * 1000000)
+        return result;
+    return sync_partition(pr, i, now) == SHMBUS_OK ? result : SHMBUS_ESYS;
+}
+
+int shmbus_producer_sync(shmbus_producer *pr)
+{
+    int64_t now = shmbus_now_monotonic();
+    for (uint32_t i = 0; i < pr->topic->count; i++)
+        if (pr->parts[i].dirty && pr->topic->rings[i].fd >= 0 && sync_partition(pr, i, now) != SHMBUS_OK)
+            return SHMBUS_ESYS;
+    return SHMBUS_OK;
+}
+
 int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, uint64_t value_len,
                     const char *key, uint32_t key_len, const char *headers, uint32_t headers_len)
 {
@@ -233,7 +280,7 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
     shmbus_topic *t = pr->topic;
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_partition *p = r->p;
-    struct shmbus_limit *lim = &pr->limits[partition];
+    struct shmbus_limit *lim = &pr->parts[partition].limit;
     uint64_t bytes = record_bytes(value_len + key_len + headers_len);
     struct shmbus_point tail, next;
     uint64_t position;
@@ -253,13 +300,13 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
         cpu_relax();
     }
     FAULT_POINT(SHMBUS_FAULT_AFTER_CLAIM);
-    write_record(r, tail.offset, position, shmbus_now_realtime(), value, value_len, key, key_len,
-                 headers, headers_len);
+    write_record(r, t->checksums, tail.offset, position, shmbus_now_realtime(), value, value_len,
+                 key, key_len, headers, headers_len);
     FAULT_POINT(SHMBUS_FAULT_BEFORE_COMMIT);
     store_seq_cst(&r->slots[tail.offset & r->slot_mask].seq, tail.offset + 1);
     FAULT_POINT(SHMBUS_FAULT_AFTER_COMMIT);
     wake_if_waiting(t);
-    return (int64_t)tail.offset;
+    return r->fd < 0 ? (int64_t)tail.offset : synced(pr, partition, (int64_t)tail.offset);
 }
 
 int64_t shmbus_send_value(shmbus_producer *pr, uint32_t partition, const char *value,
@@ -283,7 +330,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     shmbus_topic *t = pr->topic;
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_partition *p = r->p;
-    struct shmbus_limit *lim = &pr->limits[partition];
+    struct shmbus_limit *lim = &pr->parts[partition].limit;
     struct shmbus_point tail, next;
     uint32_t n;
     for (;;) {
@@ -316,7 +363,8 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     for (uint32_t i = 0; i < n; i++) {
         uint64_t bytes = record_bytes(lengths[i] + key_len);
         position = claim_position(r, position, bytes);
-        write_record(r, tail.offset + i, position, now, v, lengths[i], key, key_len, NULL, 0);
+        write_record(r, t->checksums, tail.offset + i, position, now, v, lengths[i], key, key_len,
+                     NULL, 0);
         store_release(&r->slots[(tail.offset + i) & r->slot_mask].seq, tail.offset + i + 1);
         position += bytes;
         v += lengths[i];
@@ -324,7 +372,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     fence_seq_cst();
     wake_if_waiting(t);
     *accepted = n;
-    return (int64_t)tail.offset;
+    return r->fd < 0 ? (int64_t)tail.offset : synced(pr, partition, (int64_t)tail.offset);
 }
 
 static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)
@@ -332,8 +380,8 @@ static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)
     struct shmbus_ring *r = &pr->topic->rings[partition];
     struct shmbus_point tail = point_load(&r->p->tail.tail);
     uint64_t end = claim_position(r, tail.position, bytes) + bytes;
-    pr->limits[partition] = shmbus_ring_free_point(pr->topic, partition);
-    if (claim_fits(r, tail.position, end, tail.offset + 1, &pr->limits[partition]))
+    pr->parts[partition].limit = shmbus_ring_free_point(pr->topic, partition);
+    if (claim_fits(r, tail.position, end, tail.offset + 1, &pr->parts[partition].limit))
         return 1;
     /* drop_oldest waits only for a claim at the head: look again as it ends */
     return pr->topic->on_full == SHMBUS_ON_FULL_DROP_OLDEST &&

@@ -72,6 +72,7 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.retention_ns = c->retention_ns;
     m->config.dedup_window_ns = c->dedup_window_ns;
     m->config.mode = c->mode;
+    m->config.flags = c->flags;
     store_release(&m->header.layout_version, (uint32_t)SHMBUS_LAYOUT_VERSION);
     return SHMBUS_OK;
 }
@@ -149,7 +150,8 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     if (c->partitions == 0 || c->partitions > SHMBUS_MAX_PARTITIONS ||
         !geometry_ok(c->capacity, c->slot_count) || c->max_message_size == 0 ||
         c->max_message_size > c->capacity || c->on_full > SHMBUS_ON_FULL_ERROR ||
-        c->retention > SHMBUS_RETENTION_LOG)
+        c->retention > SHMBUS_RETENTION_LOG || c->fsync > SHMBUS_FSYNC_ALWAYS ||
+        (c->flags & ~(uint32_t)SHMBUS_TOPIC_CHECKSUMS))
         return SHMBUS_ECORRUPT;
     out->partitions = c->partitions;
     out->on_full = c->on_full;
@@ -162,6 +164,7 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     out->retention_ns = c->retention_ns;
     out->dedup_window_ns = c->dedup_window_ns;
     out->mode = c->mode;
+    out->flags = c->flags;
     out->layout_version = m->header.layout_version;
     out->created_ns = m->header.created_ns;
     return SHMBUS_OK;
@@ -217,6 +220,8 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
     t->retention = info.retention;
     t->retention_bytes = info.retention_bytes;
     t->retention_ns = (int64_t)info.retention_ns;
+    t->fsync = info.fsync;
+    t->checksums = (info.flags & SHMBUS_TOPIC_CHECKSUMS) != 0;
     for (uint32_t i = 0; i < count; i++) {
         struct shmbus_partition *p = partitions[i];
         struct shmbus_ring *r = &t->rings[i];
@@ -229,6 +234,7 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
         r->data_offset = p->data_offset;
         r->pending = (struct shmbus_pending *)((unsigned char *)p + p->pending_offset);
         r->window = p->pending_window;
+        r->fd = -1;
     }
     *err = SHMBUS_OK;
     return t;
@@ -251,5 +257,15 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     out->recovered_claims = load_relaxed(&p->counters.recovered_claims);
     out->blocked_sends = load_relaxed(&p->counters.blocked_sends);
     out->dropped_oldest = load_relaxed(&p->counters.dropped_oldest);
+    out->discarded = load_relaxed(&p->counters.discarded);
+    return SHMBUS_OK;
+}
+
+int shmbus_topic_set_files(shmbus_topic *t, const int *fds, uint32_t count)
+{
+    if (count != t->count)
+        return SHMBUS_EINVAL;
+    for (uint32_t i = 0; i < count; i++)
+        t->rings[i].fd = fds[i];
     return SHMBUS_OK;
 }

@@ -1,11 +1,12 @@
-"""Bus: a named namespace of topics in shared memory."""
+"""Bus: a named namespace of topics, in shared memory or in a directory on disk."""
+import os
 from typing import Any, Dict, List, Optional
 
 from . import _dead_letter, _names, _segment
 from ._config import ACK, FSYNC, ON_FULL, ORDERING, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
-from ._errors import (ClosedError, ConfigMismatchError, CorruptSegmentError, GroupNotFoundError,
+from ._errors import (ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError, GroupNotFoundError,
                       TopicExistsError, TopicNotFoundError)
 from ._native import ffi, lib
 from ._producer import Producer
@@ -18,6 +19,26 @@ class Bus:
     """A named set of topics, shared by every process on the host that opens it.
 
     ``Bus(name)`` validates the name, then opens the bus, creating it if needed.
+    ``Bus(name, path=directory)`` keeps the bus in files in that directory
+    (created if missing; its parent must exist): the same layout, mapped the
+    same way, so it survives a restart of the machine.  Each topic's ``fsync``
+    says what a returned send promises there:
+
+    - ``"never"``: the send is in the page cache; it survives the crash of any
+      process, not of the machine.  ``flush()`` puts it on disk.
+    - ``"batch"``: as never, and a producer syncs a partition when its last sync
+      of it is more than 100 ms old, at ``flush()`` and at ``close()``: a crash
+      of the machine loses at most the sends of the last 100 ms (plus those of a
+      producer that stopped sending without flush or close).
+    - ``"always"``: the send returns once the record is on disk (one fdatasync
+      per send or send_many call).
+
+    Every record on disk carries a CRC-32C checksum.  The first process to open
+    a disk topic after every process that had it open is gone recovers it:
+    records are kept from the oldest to the last good one, an incomplete tail
+    is dropped (logged on the ``shmbus`` logger and counted in ``stats``), and a
+    damaged record followed by good ones raises CorruptSegmentError naming its
+    partition and offset.  Groups' committed offsets are in the same files.
     ``close()`` (or leaving a ``with`` block) detaches this process and removes
     nothing; ``delete_topic`` and ``unlink`` remove segments.  A process that dies is
     noticed by the others within ``liveness_timeout`` seconds.
@@ -25,9 +46,8 @@ class Bus:
 
     def __init__(self, name: str, path: Optional[str] = None, *, liveness_timeout: float = 1.0):
         self.name = _names.check_name(name, "bus")
-        if path is not None:
-            raise NotImplementedError("disk-backed buses (path=...) are not implemented yet")
-        self.path = path
+        self.path = None if path is None else _disk_directory(path)
+        self._dir = _segment.SHM_DIR if self.path is None else self.path
         lt = seconds(liveness_timeout, "liveness_timeout", allow_none=False)
         self._liveness_ns = max(1_000_000, int(lt * 1e9))
         self._maps: Dict[str, TopicMap] = {}
@@ -38,11 +58,11 @@ class Bus:
         name = _names.bus_segment(self.name)
         size = lib.shmbus_bus_size()
         try:
-            seg = _segment.Segment.create(name, size, 0o600)
+            seg = _segment.Segment.create(self._dir, name, size, 0o600)
             check(lib.shmbus_bus_init(seg.ptr, seg.size))
         except FileExistsError:
             try:
-                seg = _segment.Segment.open(name, size)
+                seg = _segment.Segment.open(self._dir, name, size)
             except FileNotFoundError:  # removed meanwhile: make it again
                 return self._open_marker()
             r = lib.shmbus_bus_check(seg.ptr, seg.size)
@@ -86,9 +106,12 @@ class Bus:
             spill_dir=spill_dir, spill_bytes=spill_bytes, mode=mode, max_messages=max_messages,
         ).items() if v is not _UNSET}
         c = topic_config(given)
+        if self.path is None and c["fsync"] != "never":
+            raise ConfigError(f"fsync={c['fsync']!r} is for disk buses (Bus(name, path=...)); "
+                              f"bus {self.name!r} is in memory")
         meta_name = _names.meta_segment(self.name, name)
         try:
-            meta = _segment.Segment.create(meta_name, lib.shmbus_meta_size(), c["mode"])
+            meta = _segment.Segment.create(self._dir, meta_name, lib.shmbus_meta_size(), c["mode"])
         except FileExistsError:
             if not exist_ok:
                 raise TopicExistsError(f"topic {name!r} exists on bus {self.name!r}") from None
@@ -96,7 +119,7 @@ class Bus:
         try:
             for i in range(c["partitions"]):
                 seg = _segment.Segment.create(
-                    _names.partition_segment(self.name, name, i),
+                    self._dir, _names.partition_segment(self.name, name, i),
                     lib.shmbus_partition_size(c["capacity"], c["max_messages"]), c["mode"])
                 try:
                     check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["max_messages"]))
@@ -109,7 +132,8 @@ class Bus:
                 max_message_size=c["max_message_size"],
                 retention_bytes=c["retention_bytes"] or 0,
                 retention_ns=int((c["retention_seconds"] or 0) * 1e9),
-                dedup_window_ns=int(c["dedup_window"] * 1e9), mode=c["mode"]))
+                dedup_window_ns=int(c["dedup_window"] * 1e9), mode=c["mode"],
+                flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS))
             check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
         except BaseException:
             meta.close()
@@ -131,7 +155,7 @@ class Bus:
 
     def _topic_names(self) -> List[str]:
         out = []
-        for seg in _segment.list_names(_names.bus_segment(self.name) + ":"):
+        for seg in _segment.list_names(self._dir, _names.bus_segment(self.name) + ":"):
             parsed = _names.parse_segment(seg)
             if parsed and parsed[0] == self.name and parsed[2] == "meta":
                 out.append(parsed[1])
@@ -160,7 +184,8 @@ class Bus:
         """Live figures of a topic, read from shared memory without locks::
 
             {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
-                             "recovered_claims", "blocked_sends", "dropped_oldest"}, ...],
+                             "recovered_claims", "blocked_sends", "dropped_oldest",
+                             "discarded"}, ...],
              "groups": [{"name", "private", "members", "ack", "ordering",
                          "lag", "delivered", "acked", "redelivered",
                          "dead_lettered", "pending",
@@ -188,6 +213,7 @@ class Bus:
                     "recovered_claims": out.recovered_claims,
                     "blocked_sends": out.blocked_sends,
                     "dropped_oldest": out.dropped_oldest,
+                    "discarded": out.discarded,
                 })
             return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:
@@ -215,7 +241,7 @@ class Bus:
         until they close; a new topic of the same name is a new topic."""
         self._check_open()
         _names.check_name(name, "topic")
-        if not _segment.exists(_names.meta_segment(self.name, name)):
+        if not _segment.exists(self._dir, _names.meta_segment(self.name, name)):
             raise TopicNotFoundError(f"topic {name!r} does not exist on bus {self.name!r}")
         self._remove_segments(name)
         m = self._maps.pop(name, None)
@@ -224,18 +250,23 @@ class Bus:
 
     def _remove_segments(self, name: str) -> None:
         prefix = _names.meta_segment(self.name, name)[: -len("meta")]
-        for seg in list(_segment.list_names(prefix)):
+        for seg in list(_segment.list_names(self._dir, prefix)):
             if seg != prefix + "meta":
-                _segment.unlink(seg)
-        _segment.unlink(prefix + "meta")
+                _segment.unlink(self._dir, seg)
+        _segment.unlink(self._dir, prefix + "meta")
 
     def unlink(self) -> None:
         """Remove the whole bus: every topic and the bus itself (also after close)."""
         for t in self._topic_names():
             self._remove_segments(t)
-        for seg in list(_segment.list_names(_names.bus_segment(self.name) + ":")):
-            _segment.unlink(seg)
-        _segment.unlink(_names.bus_segment(self.name))
+        for seg in list(_segment.list_names(self._dir, _names.bus_segment(self.name) + ":")):
+            _segment.unlink(self._dir, seg)
+        _segment.unlink(self._dir, _names.bus_segment(self.name))
+        if self.path is not None:
+            try:
+                os.rmdir(self.path)  # the bus's own directory, if nothing else is in it
+            except OSError:
+                pass
 
     # -- handles -------------------------------------------------------------------
 
@@ -246,7 +277,7 @@ class Bus:
         m = self._maps.get(topic)
         if m is not None and m.is_current():
             return m.acquire()
-        m = TopicMap(self.name, topic, self._liveness_ns)
+        m = TopicMap(self._dir, self.name, topic, self._liveness_ns, disk=self.path is not None)
         old = self._maps.pop(topic, None)
         if old is not None:
             old.release()
@@ -308,7 +339,28 @@ class Bus:
         return (_reopen, (self.name, self.path, self._liveness_ns / 1e9))
 
     def __repr__(self) -> str:
-        return f"Bus({self.name!r})"
+        return f"Bus({self.name!r})" if self.path is None else f"Bus({self.name!r}, path={self.path!r})"
+
+
+def _disk_directory(path: Any) -> str:
+    """A disk bus's directory, absolute: created if missing; its parent must exist."""
+    try:
+        path = os.path.abspath(os.fsdecode(path))
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}") from None
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"bus path {path!r}: its parent {parent!r} is not an existing directory")
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise ConfigError(f"bus path {path!r} exists and is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"bus path {path!r}: cannot create it: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"bus path {path!r} is not writable")
+    return path
 
 
 def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:

@@ -13,7 +13,8 @@ ON_FULL = {
     "error": lib.SHMBUS_ON_FULL_ERROR,
 }
 RETENTION = {"consumed": lib.SHMBUS_RETENTION_CONSUMED, "log": lib.SHMBUS_RETENTION_LOG}
-FSYNC = {"never": 0, "batch": 1, "always": 2}
+FSYNC = {"never": lib.SHMBUS_FSYNC_NEVER, "batch": lib.SHMBUS_FSYNC_BATCH,
+         "always": lib.SHMBUS_FSYNC_ALWAYS}
 START = {
     "earliest": lib.SHMBUS_START_EARLIEST,
     "latest": lib.SHMBUS_START_LATEST,
@@ -116,8 +117,6 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
     c["max_messages"] = pow2_at_least(max(2, slots))
     if c["on_full"] not in ON_FULL_READY:
         raise NotImplementedError(f"on_full={c['on_full']!r} is not implemented yet")
-    if c["fsync"] != "never":
-        raise NotImplementedError("fsync on disk buses is not implemented yet")
     if c["retention"] == "consumed" and (c["retention_bytes"] or c["retention_seconds"]):
         raise ConfigError("retention_bytes and retention_seconds are for retention='log'")
     if c["retention_bytes"] is not None and c["retention_bytes"] > c["capacity"]:

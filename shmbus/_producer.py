@@ -5,7 +5,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
-from ._core import NULL, error
+from ._core import NULL, check, error
 from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError
 from ._message import Offset
 from ._native import ffi, lib
@@ -185,7 +185,12 @@ class Producer(Handle):
         return self.send(data, key=key, headers=h, partition=partition, timeout=timeout)
 
     def flush(self, timeout: Optional[float] = None) -> int:
-        """Nothing is buffered in the producer: a returned send is in shared memory."""
+        """Nothing is buffered in the producer: a returned send is in shared
+        memory already.  On a disk bus, flush also puts every send of this
+        producer on disk (whatever the topic's fsync) before it returns.
+        Returns 0: the number of messages still waiting, as Kafka clients do."""
+        if self._h is not None:
+            check(lib.shmbus_producer_sync(self._h), f"flush of {self.topic!r}")
         return 0
 
     # -- the slow paths ------------------------------------------------------------

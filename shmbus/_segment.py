@@ -1,28 +1,30 @@
-"""Shared-memory segments: created exclusively with exact permission bits, opened,
-mapped, closed and unlinked.  Python's multiprocessing.shared_memory is not used:
-its resource tracker unlinks segments it did not create (DESIGN invariant 5)."""
+"""Segments: files in a bus's directory (``/dev/shm`` for a memory bus, the bus's
+own directory on disk otherwise), created exclusively with exact permission
+bits, opened, mapped, closed and unlinked.  A file in ``/dev/shm`` is what
+``shm_open`` makes.  Python's multiprocessing.shared_memory is not used: its
+resource tracker unlinks segments it did not create (DESIGN invariant 5)."""
 import errno
 import mmap
 import os
 import time
 from typing import Iterator
 
-import posix_ipc
-
 from ._errors import CorruptSegmentError
 from ._native import ffi
 
 SHM_DIR = "/dev/shm"
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class Segment:
-    """One shared-memory object mapped into this process."""
+    """One segment mapped into this process."""
 
-    __slots__ = ("name", "fd", "size", "mm", "ptr")
+    __slots__ = ("name", "path", "fd", "size", "mm", "ptr")
 
-    def __init__(self, name: str, fd: int, size: int):
+    def __init__(self, directory: str, name: str, fd: int, size: int):
         self.name = name
+        self.path = os.path.join(directory, name)
         self.fd = fd
         self.size = size
         # Page tables are filled at map time: a first lap around a ring would
@@ -31,52 +33,49 @@ class Segment:
         self.ptr = ffi.from_buffer(self.mm)
 
     @classmethod
-    def create(cls, name: str, size: int, mode: int) -> "Segment":
+    def create(cls, directory: str, name: str, size: int, mode: int) -> "Segment":
         """Create exclusively (FileExistsError if it exists); ``mode`` is applied
         whatever the umask."""
-        try:
-            shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=mode & 0o777, size=size)
-        except posix_ipc.ExistentialError:
-            raise FileExistsError(errno.EEXIST, "segment exists", name) from None
-        fd = shm.fd
+        path = os.path.join(directory, name)
+        fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode & 0o777)
         try:
             os.fchmod(fd, mode & 0o777)
-            os.posix_fallocate(fd, 0, size)  # the memory is there now, or ENOSPC now
-            return cls(name, fd, size)
+            os.posix_fallocate(fd, 0, size)  # the space is there now, or ENOSPC now
+            return cls(directory, name, fd, size)
         except BaseException:
             os.close(fd)
-            unlink(name)
+            unlink(directory, name)
             raise
 
     @classmethod
-    def open(cls, name: str, min_size: int, wait: float = 2.0) -> "Segment":
+    def open(cls, directory: str, name: str, min_size: int, wait: float = 2.0) -> "Segment":
         """Open an existing segment (FileNotFoundError if missing), waiting up to
         ``wait`` seconds for a creator that has not sized it yet."""
+        path = os.path.join(directory, name)
         deadline = time.monotonic() + wait
         while True:
             try:
-                shm = posix_ipc.SharedMemory("/" + name)
-            except posix_ipc.ExistentialError:
+                fd = os.open(path, _FLAGS)
+            except FileNotFoundError:
                 raise FileNotFoundError(errno.ENOENT, "no such segment", name) from None
-            fd = shm.fd
             size = os.fstat(fd).st_size
             if size >= min_size:
                 try:
-                    return cls(name, fd, size)
+                    return cls(directory, name, fd, size)
                 except BaseException:
                     os.close(fd)
                     raise
             os.close(fd)
             if time.monotonic() >= deadline:
                 raise CorruptSegmentError(
-                    f"segment {name!r} has {size} bytes, fewer than the {min_size} its header needs"
+                    f"segment {path!r} has {size} bytes, fewer than the {min_size} its header needs"
                 )
             time.sleep(0.005)
 
     def open_fd(self) -> int:
         """A new open file description of this segment: a handle's liveness lock
         lives on it, so the kernel drops the lock when the handle's process dies."""
-        return os.open(os.path.join(SHM_DIR, self.name), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        return os.open(self.path, _FLAGS)
 
     def close(self) -> None:
         if self.ptr is None:
@@ -90,23 +89,22 @@ class Segment:
         os.close(self.fd)
 
 
-def unlink(name: str) -> bool:
+def unlink(directory: str, name: str) -> bool:
     """Remove a segment; False if it did not exist."""
     try:
-        posix_ipc.unlink_shared_memory("/" + name)
+        os.unlink(os.path.join(directory, name))
         return True
-    except posix_ipc.ExistentialError:
+    except FileNotFoundError:
         return False
 
 
-def exists(name: str) -> bool:
-    return os.path.exists(os.path.join(SHM_DIR, name))
+def exists(directory: str, name: str) -> bool:
+    return os.path.exists(os.path.join(directory, name))
 
 
-def list_names(prefix: str) -> Iterator[str]:
+def list_names(directory: str, prefix: str) -> Iterator[str]:
     try:
-        names = os.listdir(SHM_DIR)
+        names = os.listdir(directory)
     except FileNotFoundError:
         return iter(())
     return (n for n in sorted(names) if n.startswith(prefix))
-

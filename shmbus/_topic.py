@@ -2,9 +2,10 @@
 
 One TopicMap per (Bus, topic); producers and consumers hold references to it and
 it is unmapped when the last one lets go, never while a C call may still use it."""
+import logging
 import os
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from . import _names, _segment
 from ._core import check, error
@@ -12,6 +13,8 @@ from ._errors import CorruptSegmentError, TopicNotFoundError
 from ._native import ffi, lib
 
 INIT_WAIT = 2.0  # seconds an opener waits for a creator to finish a topic
+RECOVERY_WAIT = 30.0  # seconds an opener waits for another's recovery of a disk topic
+_log = logging.getLogger("shmbus")
 
 
 def read_info(meta: _segment.Segment, name: str) -> Dict[str, int]:
@@ -34,25 +37,34 @@ def read_info(meta: _segment.Segment, name: str) -> Dict[str, int]:
 
 
 class TopicMap:
-    """The mapped segments of one topic."""
+    """The mapped segments of one topic, in ``directory`` (a disk bus's own, or
+    /dev/shm).  A disk topic's first opener recovers it (see :func:`recover`)."""
 
-    def __init__(self, bus: str, topic: str, liveness_ns: int):
+    def __init__(self, directory: str, bus: str, topic: str, liveness_ns: int, disk: bool = False):
         self.bus = bus
         self.name = topic
+        self.directory = directory
         self.refs = 1
         self.segments: List[_segment.Segment] = []
         try:
-            meta = _segment.Segment.open(_names.meta_segment(bus, topic), lib.shmbus_meta_size())
+            meta = _segment.Segment.open(directory, _names.meta_segment(bus, topic),
+                                         lib.shmbus_meta_size())
         except FileNotFoundError:
             raise TopicNotFoundError(f"topic {topic!r} does not exist on bus {bus!r}") from None
         self.segments.append(meta)
+        self.handle = ffi.NULL
         try:
             self.info = read_info(meta, topic)
             self.partitions = self.info["partitions"]
+            # the first process to open a disk topic recovers it, alone
+            first = disk and check(lib.shmbus_open_exclusive(meta.fd), f"topic {topic!r}") == 1
             need = lib.shmbus_partition_size(self.info["capacity"], self.info["slot_count"])
             for i in range(self.partitions):
+                name = _names.partition_segment(bus, topic, i)
+                if first:
+                    _restore_size(os.path.join(directory, name), need)
                 try:
-                    seg = _segment.Segment.open(_names.partition_segment(bus, topic, i), need)
+                    seg = _segment.Segment.open(directory, name, need)
                 except FileNotFoundError:
                     raise CorruptSegmentError(f"topic {topic!r} lacks partition {i}") from None
                 self.segments.append(seg)
@@ -65,7 +77,16 @@ class TopicMap:
             if h == ffi.NULL:
                 raise error(err[0], f"topic {topic!r}")
             self.handle = h
+            if disk:
+                check(lib.shmbus_topic_set_files(h, ffi.new("int[]", [s.fd for s in parts]),
+                                                 self.partitions))
+                if first:
+                    recover(h, self.partitions, bus, topic)
+                check(lib.shmbus_open_shared(meta.fd, int(RECOVERY_WAIT * 1e9)),
+                      f"topic {topic!r} (being recovered by another process)")
         except BaseException:
+            if self.handle != ffi.NULL:
+                lib.shmbus_topic_detach(self.handle)
             self._unmap()
             raise
         self.meta = meta
@@ -77,7 +98,7 @@ class TopicMap:
         """Whether the topic's name still refers to the segments mapped here (it
         may have been deleted, or deleted and created again)."""
         try:
-            st = os.stat(os.path.join(_segment.SHM_DIR, self.meta.name))
+            st = os.stat(os.path.join(self.directory, self.meta.name))
         except FileNotFoundError:
             return False
         mine = os.fstat(self.meta.fd)
@@ -106,6 +127,39 @@ class TopicMap:
         for s in self.segments:
             s.close()
         self.segments = []
+
+
+def _restore_size(path: str, size: int) -> None:
+    """A disk partition file cut short (a crash of the file system, a copy that
+    stopped) gets its size back; what was cut reads as zeros, which recovery
+    then treats as an unwritten tail (or as damage, if good records follow)."""
+    try:
+        have = os.stat(path).st_size
+    except FileNotFoundError:
+        return
+    if have < size:
+        _log.warning("%s: %d bytes, %d expected: extended; recovery checks what is left",
+                     path, have, size)
+        os.truncate(path, size)
+
+
+def recover(handle: Any, partitions: int, bus: str, topic: str) -> None:
+    """Recovery of a disk topic after every process that had it open is gone:
+    each partition keeps its records from the head up to the last good one; an
+    incomplete tail is dropped and logged (and counted in stats' ``discarded``);
+    a damaged record that good records follow raises CorruptSegmentError naming
+    its partition and offset."""
+    bad = ffi.new("uint64_t *")
+    for i in range(partitions):
+        r = lib.shmbus_recover(handle, i, bad)
+        if r == lib.SHMBUS_ECORRUPT:
+            raise CorruptSegmentError(
+                f"topic {topic!r} of bus {bus!r}: partition {i} is damaged at offset {bad[0]} "
+                "(a record whose checksum fails, followed by good records)")
+        check(r, f"recovery of topic {topic!r}")
+        if r:
+            _log.warning("bus %r topic %r partition %d: discarded an incomplete tail of %d "
+                         "record(s) at recovery", bus, topic, i, r)
 
 
 def close_fd(fd: int) -> None:
