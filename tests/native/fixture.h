@@ -52,7 +52,9 @@ static int another_fd(struct fixture *f)
     return open(path, O_RDWR);
 }
 
-static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t liveness_ns)
+/* flags: SHMBUS_TOPIC_* of the topic (checksums, as on disk). */
+static int setup_with(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t liveness_ns,
+                      uint32_t flags)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->path, sizeof f->path, "/dev/shm/shmbus-ring-test-%d", getpid());
@@ -65,7 +67,7 @@ static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t l
     f->meta = shared(f->meta_size);
     f->part = shared(f->part_size);
     struct shmbus_topic_info info = {.partitions = 1, .capacity = capacity, .slot_count = slots,
-                                     .max_message_size = capacity};
+                                     .max_message_size = capacity, .flags = flags};
     if (shmbus_partition_init(f->part, f->part_size, 0, capacity, slots) ||
         shmbus_meta_init(f->meta, f->meta_size, &info))
         return -1;
@@ -79,6 +81,11 @@ static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t l
     f->consumer = shmbus_consumer_open(f->topic, f->consumer_fd, getpid(), 0, &group, &err);
     f->producer = shmbus_producer_open(f->topic, f->producer_fd, getpid(), 0, &err);
     return f->consumer && f->producer ? 0 : -1;
+}
+
+static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t liveness_ns)
+{
+    return setup_with(f, capacity, slots, liveness_ns, 0);
 }
 
 static void teardown(struct fixture *f)
