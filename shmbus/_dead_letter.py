@@ -1,9 +1,11 @@
 """Dead letters: a message that failed ``max_deliveries`` times is published to the
 group's dead-letter topic with headers that say why, then marked done.
 
-The dead-letter topic is created when missing, with ``on_full="drop_newest"``:
-a full dead-letter topic drops (and counts) the newest dead letters rather than
-stall the group.  Without a ``dead_letter`` topic the message is dropped and
+The dead-letter topic is created when missing, with ``on_full="drop_oldest"``
+(as API.md decides): a full dead-letter topic overwrites its oldest dead letters
+rather than stall the group.  It keeps ``retention="consumed"`` for now (API.md
+says ``"log"``): named groups cannot read a log topic yet, and a dead-letter
+topic is usually drained by one.  Without a ``dead_letter`` topic the message is dropped and
 counted as dead-lettered, as RabbitMQ does without a dead-letter exchange."""
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
@@ -20,7 +22,7 @@ REASONS = {
     lib.SHMBUS_REASON_ACK_TIMEOUT: "ack_timeout",
     lib.SHMBUS_REASON_MEMBER_LEFT: "member_left",
 }
-ON_FULL = "drop_newest"  # drop_oldest once a producer recovers dead claims at the head
+ON_FULL = "drop_oldest"
 MAX_ERROR = 1000  # characters of a nack's error kept in shmbus.error
 MAX_REMEMBERED = 10000  # nack errors remembered per consumer
 
