@@ -3,6 +3,7 @@
  * track their deliveries read through pending.c instead. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shmbus_atomic.h"
 #include "shmbus_fault.h"
@@ -212,6 +213,11 @@ void shmbus_consumer_close(shmbus_consumer *c)
     else
         release_delivered(c);
     shmbus_group_leave(c);
+    /* disk topics that sync: the group's committed offsets go to disk as well */
+    if (c->topic->fsync != SHMBUS_FSYNC_NEVER)
+        for (uint32_t i = 0; i < c->topic->count; i++)
+            if (c->topic->rings[i].fd >= 0)
+                fdatasync(c->topic->rings[i].fd);
     shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_MEMBER(c->member));
     free(c->unreleased);
     free(c);
