@@ -21,7 +21,8 @@ enum shmbus_result {
     SHMBUS_ESYS = -11,       /* a system call failed; errno says why */
     SHMBUS_ECONFIG = -12,    /* the group exists with another configuration */
     SHMBUS_EBUSY = -13,      /* the group table stayed locked past the wait */
-    SHMBUS_EMEMBERS = -14    /* the group has live members */
+    SHMBUS_EMEMBERS = -14,   /* the group has live members */
+    SHMBUS_SPILLED = -15     /* on_full=spill: the record went to the spill file */
 };
 
 enum shmbus_limits {
@@ -34,7 +35,8 @@ enum shmbus_limits {
     SHMBUS_MAX_MEMBERS = 128,
     SHMBUS_MAX_GROUPS = 64,
     SHMBUS_MAX_DELIVERIES = 4095, /* a delivery count has 12 bits */
-    SHMBUS_MAX_DELAY_S = 31536000 /* ack timeouts and nack delays: a year at most */
+    SHMBUS_MAX_DELAY_S = 31536000, /* ack timeouts and nack delays: a year at most */
+    SHMBUS_MAX_PATH = 1024 /* bytes of a spill directory's path, its final 0 included */
 };
 
 enum shmbus_on_full {
@@ -117,6 +119,8 @@ struct shmbus_topic_info {
     uint32_t layout_version;
     uint64_t created_ns;
     uint32_t flags;
+    uint64_t spill_bytes;
+    char spill_dir[1024]; /* SHMBUS_MAX_PATH */
 };
 
 /* Per-partition figures, read without locks. */
@@ -130,6 +134,9 @@ struct shmbus_partition_stats {
     uint64_t blocked_sends;
     uint64_t dropped_oldest;
     uint64_t discarded;
+    uint64_t spilled;       /* records that went through the spill file */
+    uint64_t spill_waiting; /* records in the spill file, not yet back in the ring */
+    uint64_t spill_bytes;   /* bytes of those */
 };
 
 /* A group as its record says, for callers. */
@@ -215,6 +222,21 @@ int64_t shmbus_send_batch(shmbus_producer *producer, uint32_t partition,
 int shmbus_wait_space(shmbus_producer *producer, uint32_t partition, uint64_t record_bytes,
                       int64_t timeout_ns, int64_t spin_ns);
 void shmbus_count_drop(shmbus_producer *producer, uint32_t partition, uint64_t count);
+/* on_full=spill.  set_spill gives the partitions' spill files.  spill_send is
+ * what a send does when the ring is full or the spill holds records: under the
+ * partition's spill lock (waited for up to lock_timeout_ns, then SHMBUS_EBUSY)
+ * it moves what fits from the spill into the ring, then writes the record to
+ * the ring if nothing waits and it fits (its offset), or appends it to the
+ * spill (SHMBUS_SPILLED; SHMBUS_FULL past the topic's spill_bytes).  drain
+ * moves what fits, if the lock is free (how many); spill_waiting counts the
+ * records a partition's spill holds. */
+int shmbus_topic_set_spill(shmbus_topic *topic, const int *fds, uint32_t count);
+int64_t shmbus_spill_send(shmbus_producer *producer, uint32_t partition,
+                          const char *value, uint64_t value_len,
+                          const char *key, uint32_t key_len,
+                          const char *headers, uint32_t headers_len, int64_t lock_timeout_ns);
+int shmbus_spill_drain(shmbus_producer *producer, uint32_t partition);
+uint64_t shmbus_spill_waiting(shmbus_topic *topic, uint32_t partition);
 /* Disk topics: every partition this producer wrote since its last sync goes to
  * disk (fdatasync) now; SHMBUS_ESYS if the system refused. */
 int shmbus_producer_sync(shmbus_producer *producer);

@@ -14,6 +14,8 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_GROUP_CREATE,  /* a new group's entry filled, not yet active */
     SHMBUS_FAULT_AFTER_TAKE,    /* a tracked group's entry taken, cursor not yet moved */
     SHMBUS_FAULT_WINDOW_READ,   /* a group's committed offset read, its cursor not yet */
+    SHMBUS_FAULT_SPILL_WRITE,   /* a record written to a spill file, not yet counted */
+    SHMBUS_FAULT_SPILL_MOVE,    /* a spilled record committed in the ring, not yet counted moved */
 };
 
 extern int shmbus_fault_armed;

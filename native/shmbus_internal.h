@@ -15,7 +15,8 @@ struct shmbus_ring {
     uint64_t data_offset;
     struct shmbus_pending *pending; /* SHMBUS_MAX_GROUPS tables of `window` entries */
     uint64_t window;
-    int fd; /* disk topics: the partition's file, for syncs; -1 otherwise */
+    int fd;       /* disk topics: the partition's file, for syncs; -1 otherwise */
+    int spill_fd; /* on_full=spill: the partition's spill file; -1 otherwise */
 };
 
 struct shmbus_topic {
@@ -30,6 +31,7 @@ struct shmbus_topic {
     int64_t retention_ns;     /* retention=log: 0 means no age limit */
     uint32_t fsync;           /* SHMBUS_FSYNC_* (disk topics) */
     int checksums;            /* records carry checksums (disk topics) */
+    uint64_t spill_bytes;     /* on_full=spill: the most a spill file holds */
     struct shmbus_ring rings[];
 };
 
@@ -50,6 +52,7 @@ struct shmbus_producer {
     uint32_t index;
     int64_t last_reap; /* monotonic ns of the last look for dead consumers' groups */
     int64_t last_recover; /* drop_oldest: of the last look at a claim stuck at the head */
+    unsigned char *spill_buf; /* on_full=spill: one record read back from a spill file */
     struct shmbus_producer_partition parts[];
 };
 
@@ -140,6 +143,20 @@ int shmbus_bytes_gone(shmbus_topic *t, struct shmbus_ring *r, uint64_t position)
 /* Fills one delivery record from the slot of `offset`.  consumer.c */
 int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t partition, uint64_t offset,
                          uint32_t count, uint32_t flags, uint64_t *out);
+
+/* Claims, writes and commits one record (timestamp given; spill_id: the spill
+ * record it comes from, 0 if none) without waiting and without syncing:
+ * its offset, or SHMBUS_FULL.  producer.c */
+int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t timestamp_ns,
+                           const char *value, uint64_t value_len, const char *key,
+                           uint32_t key_len, const char *headers, uint32_t headers_len,
+                           uint64_t spill_id);
+/* Disk topics, after records were committed: syncs as the topic's fsync says;
+ * returns result, or SHMBUS_ESYS.  producer.c */
+int64_t shmbus_synced(shmbus_producer *pr, uint32_t partition, int64_t result);
+/* Sizes a producer may write, or SHMBUS_EINVAL / SHMBUS_ETOOLARGE.  producer.c */
+int64_t shmbus_check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,
+                           uint32_t key_len, uint32_t headers_len);
 
 /* Groups: joining, leaving, membership and partition ownership.  group.c */
 int shmbus_group_join(shmbus_consumer *c, const struct shmbus_group_options *o);

@@ -53,6 +53,7 @@ struct shmbus_topic_config {
     uint64_t dedup_window_ns;
     uint32_t mode;
     uint32_t flags; /* SHMBUS_TOPIC_* */
+    uint64_t spill_bytes; /* on_full=spill: the most a partition's spill file holds */
 };
 
 /* The bus segment marks that a bus exists; its topics have segments of their own. */
@@ -114,6 +115,7 @@ struct shmbus_meta {
     struct shmbus_producer_record producers[SHMBUS_MAX_PRODUCERS];
     struct shmbus_member_record members[SHMBUS_MAX_MEMBERS];
     struct shmbus_group_record groups[SHMBUS_MAX_GROUPS];
+    char spill_dir[SHMBUS_MAX_PATH]; /* on_full=spill: where the spill files are */
 };
 
 /* A point in a ring: a byte position (monotonic, not masked) and an offset.
@@ -224,6 +226,33 @@ struct shmbus_slot {
     uint64_t reserved[3];
 };
 
+/* on_full=spill: a partition's overflow file, appended and moved back into the
+ * ring in order under the partition's spill lock.  Each point is stored whole
+ * (16 bytes), so a holder that dies leaves each consistent: `in` is {bytes
+ * written, records appended}, `out` {bytes moved, records moved}; a record's id
+ * is its number + 1, and a slot it was moved into keeps the id (slot.reserved[0]).
+ * `moving` is the id of the record being moved: a holder that finds it set knows
+ * the last one died moving it, and looks whether it reached the ring. */
+struct shmbus_spill_line {
+    struct shmbus_point in;
+    struct shmbus_point out;
+    uint64_t moving;
+    uint64_t punched; /* file bytes below this were given back to the file system */
+} SHMBUS_ALIGNED;
+
+/* A record in a spill file: this header, then value, key, headers, padded to 8. */
+struct shmbus_spill_record {
+    uint32_t bytes;    /* the whole record, header included */
+    uint32_t checksum; /* CRC-32C of the header (this field as 0) and the payload */
+    uint32_t value_len;
+    uint32_t headers_len;
+    uint16_t key_len;
+    uint16_t flags; /* SHMBUS_RECORD_KEYED */
+    uint32_t reserved;
+    int64_t timestamp_ns;
+    uint64_t id;
+};
+
 struct shmbus_partition {
     struct shmbus_segment_header header;
     uint32_t index;
@@ -238,6 +267,7 @@ struct shmbus_partition {
     struct shmbus_head_line head;
     struct shmbus_space_line space;
     struct shmbus_partition_counters counters;
+    struct shmbus_spill_line spill;
     struct shmbus_producer_line producers[SHMBUS_MAX_PRODUCERS];
     struct shmbus_group_line groups[SHMBUS_MAX_GROUPS];
     /* slots at slots_offset, data at data_offset (both cache-line aligned) */
@@ -247,6 +277,8 @@ struct shmbus_partition {
 #define SHMBUS_RECORD_KEYED 1 /* slot flag: the record has a key, perhaps empty */
 
 _Static_assert(sizeof(struct shmbus_slot) == SHMBUS_CACHE_LINE, "a slot is one cache line");
+_Static_assert(sizeof(struct shmbus_spill_record) == 40, "spill record header");
+_Static_assert(offsetof(struct shmbus_partition, spill) % SHMBUS_CACHE_LINE == 0, "spill alone");
 _Static_assert(sizeof(struct shmbus_group_line) == 2 * SHMBUS_CACHE_LINE, "group lines");
 _Static_assert(offsetof(struct shmbus_group_line, delivered) == SHMBUS_CACHE_LINE, "counters alone");
 _Static_assert(sizeof(struct shmbus_pending) == 16, "a pending entry is one 16-byte CAS");

@@ -14,6 +14,8 @@
 /* Disk topics: held shared by every process that has the topic mapped, and
  * exclusively by the first one while it recovers the partitions. */
 #define SHMBUS_LOCK_OPEN (SHMBUS_LOCK_GROUPS + 1)
+/* on_full=spill: held while a partition's spill file is appended or moved. */
+#define SHMBUS_LOCK_SPILL(i) (SHMBUS_LOCK_OPEN + 1 + (uint64_t)(i))
 
 /* 1 when taken, 0 when another open file description holds it, <0 on error. */
 int shmbus_lock_try(int fd, uint64_t byte);

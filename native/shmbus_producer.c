@@ -58,6 +58,7 @@ void shmbus_producer_close(shmbus_producer *pr)
     if (pr->topic->fsync != SHMBUS_FSYNC_NEVER)
         shmbus_producer_sync(pr); /* best effort: close() cannot report; flush() can */
     shmbus_lock_release(pr->lock_fd, SHMBUS_LOCK_PRODUCER(pr->index));
+    free(pr->spill_buf);
     free(pr);
 }
 
@@ -83,7 +84,7 @@ static inline int claim_fits(const struct shmbus_ring *r, uint64_t from, uint64_
 static inline void write_record(struct shmbus_ring *r, int checksums, uint64_t offset,
                                 uint64_t position, int64_t now, const char *value,
                                 uint64_t value_len, const char *key, uint32_t key_len,
-                                const char *headers, uint32_t headers_len)
+                                const char *headers, uint32_t headers_len, uint64_t spill_id)
 {
     struct shmbus_slot *s = &r->slots[offset & r->slot_mask];
     unsigned char *d = r->data + (position & (r->capacity - 1));
@@ -99,6 +100,7 @@ static inline void write_record(struct shmbus_ring *r, int checksums, uint64_t o
     s->key_len = (uint16_t)key_len;
     s->headers_len = headers_len;
     s->flags = key ? SHMBUS_RECORD_KEYED : 0;
+    s->reserved[0] = spill_id;
     if (checksums) { /* from the caller's bytes: a large value's copy may bypass the cache */
         uint32_t c = shmbus_checksum_fields(s);
         c = shmbus_crc32c(c, value, value_len);
@@ -224,7 +226,7 @@ static int refresh_limit(shmbus_producer *pr, uint32_t partition, uint64_t from,
     return claim_fits(r, from, end, offsets_end, lim);
 }
 
-static int64_t check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,
+int64_t shmbus_check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,
                            uint32_t key_len, uint32_t headers_len)
 {
     if (partition >= pr->topic->count)
@@ -249,7 +251,7 @@ static int sync_partition(shmbus_producer *pr, uint32_t i, int64_t now)
  * batch when this producer's last sync of the partition is older than the
  * interval; never leaves it to flush(), close() and the kernel.  One
  * fdatasync covers every page of the file written before it, whoever wrote it. */
-static int64_t synced(shmbus_producer *pr, uint32_t i, int64_t result)
+int64_t shmbus_synced(shmbus_producer *pr, uint32_t i, int64_t result)
 {
     shmbus_topic *t = pr->topic;
     pr->parts[i].dirty = 1;
@@ -271,12 +273,11 @@ int shmbus_producer_sync(shmbus_producer *pr)
     return SHMBUS_OK;
 }
 
-int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, uint64_t value_len,
-                    const char *key, uint32_t key_len, const char *headers, uint32_t headers_len)
+int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t timestamp_ns,
+                           const char *value, uint64_t value_len, const char *key,
+                           uint32_t key_len, const char *headers, uint32_t headers_len,
+                           uint64_t spill_id)
 {
-    int64_t bad = check_sizes(pr, partition, value_len, key_len, headers_len);
-    if (bad)
-        return bad;
     shmbus_topic *t = pr->topic;
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_partition *p = r->p;
@@ -300,13 +301,37 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
         cpu_relax();
     }
     FAULT_POINT(SHMBUS_FAULT_AFTER_CLAIM);
-    write_record(r, t->checksums, tail.offset, position, shmbus_now_realtime(), value, value_len,
-                 key, key_len, headers, headers_len);
+    write_record(r, t->checksums, tail.offset, position, timestamp_ns, value, value_len, key,
+                 key_len, headers, headers_len, spill_id);
     FAULT_POINT(SHMBUS_FAULT_BEFORE_COMMIT);
     store_seq_cst(&r->slots[tail.offset & r->slot_mask].seq, tail.offset + 1);
     FAULT_POINT(SHMBUS_FAULT_AFTER_COMMIT);
     wake_if_waiting(t);
-    return r->fd < 0 ? (int64_t)tail.offset : synced(pr, partition, (int64_t)tail.offset);
+    return (int64_t)tail.offset;
+}
+
+/* on_full=spill: while the spill holds records, a send goes through it (the
+ * caller's spill path), or it would pass them. */
+static inline int spill_holds(const shmbus_topic *t, const struct shmbus_partition *p)
+{
+    if (t->on_full != SHMBUS_ON_FULL_SPILL)
+        return 0;
+    uint64_t moved = load_acquire(&p->spill.out.offset);
+    return load_acquire(&p->spill.in.offset) != moved;
+}
+
+int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, uint64_t value_len,
+                    const char *key, uint32_t key_len, const char *headers, uint32_t headers_len)
+{
+    int64_t bad = shmbus_check_sizes(pr, partition, value_len, key_len, headers_len);
+    if (bad)
+        return bad;
+    struct shmbus_ring *r = &pr->topic->rings[partition];
+    if (spill_holds(pr->topic, r->p))
+        return SHMBUS_FULL;
+    int64_t off = shmbus_send_record(pr, partition, shmbus_now_realtime(), value, value_len, key,
+                                     key_len, headers, headers_len, 0);
+    return r->fd < 0 || off < 0 ? off : shmbus_synced(pr, partition, off);
 }
 
 int64_t shmbus_send_value(shmbus_producer *pr, uint32_t partition, const char *value,
@@ -323,7 +348,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     if (count == 0)
         return 0;
     for (uint32_t i = 0; i < count; i++) {
-        int64_t bad = check_sizes(pr, partition, lengths[i], key_len, 0);
+        int64_t bad = shmbus_check_sizes(pr, partition, lengths[i], key_len, 0);
         if (bad)
             return bad;
     }
@@ -333,6 +358,8 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     struct shmbus_limit *lim = &pr->parts[partition].limit;
     struct shmbus_point tail, next;
     uint32_t n;
+    if (spill_holds(t, p))
+        return SHMBUS_FULL;
     for (;;) {
         tail = point_load(&p->tail.tail);
         int refreshed = 0;
@@ -364,7 +391,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
         uint64_t bytes = record_bytes(lengths[i] + key_len);
         position = claim_position(r, position, bytes);
         write_record(r, t->checksums, tail.offset + i, position, now, v, lengths[i], key, key_len,
-                     NULL, 0);
+                     NULL, 0, 0);
         store_release(&r->slots[(tail.offset + i) & r->slot_mask].seq, tail.offset + i + 1);
         position += bytes;
         v += lengths[i];
@@ -372,7 +399,7 @@ int64_t shmbus_send_batch(shmbus_producer *pr, uint32_t partition, const char *v
     fence_seq_cst();
     wake_if_waiting(t);
     *accepted = n;
-    return r->fd < 0 ? (int64_t)tail.offset : synced(pr, partition, (int64_t)tail.offset);
+    return r->fd < 0 ? (int64_t)tail.offset : shmbus_synced(pr, partition, (int64_t)tail.offset);
 }
 
 static int space_for(shmbus_producer *pr, uint32_t partition, uint64_t bytes)

@@ -7,6 +7,8 @@
 #include "shmbus_internal.h"
 #include "shmbus_wait.h"
 
+_Static_assert(sizeof(((struct shmbus_topic_info *)0)->spill_dir) == SHMBUS_MAX_PATH, "spill_dir");
+
 static int is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
 
 static uint64_t align_line(uint64_t v)
@@ -73,6 +75,9 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.dedup_window_ns = c->dedup_window_ns;
     m->config.mode = c->mode;
     m->config.flags = c->flags;
+    m->config.spill_bytes = c->spill_bytes;
+    memcpy(m->spill_dir, c->spill_dir, SHMBUS_MAX_PATH);
+    m->spill_dir[SHMBUS_MAX_PATH - 1] = 0;
     store_release(&m->header.layout_version, (uint32_t)SHMBUS_LAYOUT_VERSION);
     return SHMBUS_OK;
 }
@@ -165,6 +170,9 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     out->dedup_window_ns = c->dedup_window_ns;
     out->mode = c->mode;
     out->flags = c->flags;
+    out->spill_bytes = c->spill_bytes;
+    memcpy(out->spill_dir, m->spill_dir, SHMBUS_MAX_PATH);
+    out->spill_dir[SHMBUS_MAX_PATH - 1] = 0;
     out->layout_version = m->header.layout_version;
     out->created_ns = m->header.created_ns;
     return SHMBUS_OK;
@@ -222,6 +230,7 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
     t->retention_ns = (int64_t)info.retention_ns;
     t->fsync = info.fsync;
     t->checksums = (info.flags & SHMBUS_TOPIC_CHECKSUMS) != 0;
+    t->spill_bytes = info.spill_bytes;
     for (uint32_t i = 0; i < count; i++) {
         struct shmbus_partition *p = partitions[i];
         struct shmbus_ring *r = &t->rings[i];
@@ -235,6 +244,7 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
         r->pending = (struct shmbus_pending *)((unsigned char *)p + p->pending_offset);
         r->window = p->pending_window;
         r->fd = -1;
+        r->spill_fd = -1;
     }
     *err = SHMBUS_OK;
     return t;
@@ -258,6 +268,10 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     out->blocked_sends = load_relaxed(&p->counters.blocked_sends);
     out->dropped_oldest = load_relaxed(&p->counters.dropped_oldest);
     out->discarded = load_relaxed(&p->counters.discarded);
+    struct shmbus_point out_ = point_load(&p->spill.out), in = point_load(&p->spill.in);
+    out->spilled = in.offset;
+    out->spill_waiting = in.offset - out_.offset;
+    out->spill_bytes = in.position - out_.position;
     return SHMBUS_OK;
 }
 

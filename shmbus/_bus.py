@@ -2,7 +2,7 @@
 import os
 from typing import Any, Dict, List, Optional
 
-from . import _dead_letter, _names, _segment
+from . import _dead_letter, _names, _paths, _segment, _spill
 from ._config import ACK, FSYNC, ON_FULL, ORDERING, RETENTION, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
@@ -46,7 +46,7 @@ class Bus:
 
     def __init__(self, name: str, path: Optional[str] = None, *, liveness_timeout: float = 1.0):
         self.name = _names.check_name(name, "bus")
-        self.path = None if path is None else _disk_directory(path)
+        self.path = None if path is None else _paths.directory(path, "bus path")
         self._dir = _segment.SHM_DIR if self.path is None else self.path
         lt = seconds(liveness_timeout, "liveness_timeout", allow_none=False)
         self._liveness_ns = max(1_000_000, int(lt * 1e9))
@@ -106,6 +106,7 @@ class Bus:
             spill_dir=spill_dir, spill_bytes=spill_bytes, mode=mode, max_messages=max_messages,
         ).items() if v is not _UNSET}
         c = topic_config(given)
+        spill_dir = _spill.directory(c["spill_dir"]) if c["on_full"] == "spill" else ""
         if self.path is None and c["fsync"] != "never":
             raise ConfigError(f"fsync={c['fsync']!r} is for disk buses (Bus(name, path=...)); "
                               f"bus {self.name!r} is in memory")
@@ -133,7 +134,8 @@ class Bus:
                 retention_bytes=c["retention_bytes"] or 0,
                 retention_ns=int((c["retention_seconds"] or 0) * 1e9),
                 dedup_window_ns=int(c["dedup_window"] * 1e9), mode=c["mode"],
-                flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS))
+                flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS,
+                spill_bytes=c["spill_bytes"] or 0, spill_dir=os.fsencode(spill_dir)))
             check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
         except BaseException:
             meta.close()
@@ -177,6 +179,8 @@ class Bus:
             "retention_bytes": i["retention_bytes"] or None,
             "retention_seconds": i["retention_ns"] / 1e9 or None,
             "fsync": _name_of(FSYNC, i["fsync"]), "dedup_window": i["dedup_window_ns"] / 1e9,
+            "spill_dir": i["spill_dir"] or None,
+            "spill_bytes": i["spill_bytes"] if i["on_full"] == lib.SHMBUS_ON_FULL_SPILL else None,
             "mode": i["mode"], "layout_version": i["layout_version"], "created_ns": i["created_ns"],
         }
 
@@ -185,7 +189,7 @@ class Bus:
 
             {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
                              "recovered_claims", "blocked_sends", "dropped_oldest",
-                             "discarded"}, ...],
+                             "discarded", "spilled", "spill_waiting", "spill_bytes"}, ...],
              "groups": [{"name", "private", "members", "ack", "ordering",
                          "lag", "delivered", "acked", "redelivered",
                          "dead_lettered", "pending",
@@ -214,6 +218,9 @@ class Bus:
                     "blocked_sends": out.blocked_sends,
                     "dropped_oldest": out.dropped_oldest,
                     "discarded": out.discarded,
+                    "spilled": out.spilled,
+                    "spill_waiting": out.spill_waiting,
+                    "spill_bytes": out.spill_bytes,
                 })
             return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:
@@ -249,6 +256,18 @@ class Bus:
             m.release()
 
     def _remove_segments(self, name: str) -> None:
+        try:  # a spill topic's files are elsewhere: its metadata says where
+            meta = _segment.Segment.open(self._dir, _names.meta_segment(self.name, name),
+                                         lib.shmbus_meta_size(), wait=0)
+        except (FileNotFoundError, CorruptSegmentError):
+            meta = None
+        if meta is not None:
+            info = ffi.new("struct shmbus_topic_info *")
+            if lib.shmbus_meta_read(meta.ptr, meta.size, info) == lib.SHMBUS_OK and \
+                    info.on_full == lib.SHMBUS_ON_FULL_SPILL:
+                _spill.remove_files(os.fsdecode(ffi.string(info.spill_dir)), self.name, name,
+                                    info.partitions)
+            meta.close()
         prefix = _names.meta_segment(self.name, name)[: -len("meta")]
         for seg in list(_segment.list_names(self._dir, prefix)):
             if seg != prefix + "meta":
@@ -340,27 +359,6 @@ class Bus:
 
     def __repr__(self) -> str:
         return f"Bus({self.name!r})" if self.path is None else f"Bus({self.name!r}, path={self.path!r})"
-
-
-def _disk_directory(path: Any) -> str:
-    """A disk bus's directory, absolute: created if missing; its parent must exist."""
-    try:
-        path = os.path.abspath(os.fsdecode(path))
-    except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}") from None
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise ConfigError(f"bus path {path!r}: its parent {parent!r} is not an existing directory")
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise ConfigError(f"bus path {path!r} exists and is not a directory") from None
-    except OSError as e:
-        raise ConfigError(f"bus path {path!r}: cannot create it: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"bus path {path!r} is not writable")
-    return path
 
 
 def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:

@@ -1,5 +1,6 @@
 """Topic and consumer options: their allowed values and how they map to the C core."""
 import math
+import os
 from typing import Any, Dict, Optional
 
 from ._errors import ConfigError
@@ -28,7 +29,7 @@ MAX_DELAY = float(lib.SHMBUS_MAX_DELAY_S)
 
 # What the current core implements; the rest of each list is accepted by name and
 # refused with NotImplementedError until it lands.
-ON_FULL_READY = ("block", "drop_newest", "drop_oldest", "error")
+ON_FULL_READY = ("block", "drop_newest", "drop_oldest", "spill", "error")
 
 TOPIC_DEFAULTS: Dict[str, Any] = {
     "partitions": 1,
@@ -115,6 +116,10 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
     else:
         slots = integer(c["max_messages"], "max_messages", 1, 2**32)
     c["max_messages"] = pow2_at_least(max(2, slots))
+    if c["spill_dir"] is not None and not isinstance(c["spill_dir"], (str, bytes, os.PathLike)):
+        raise TypeError(f"spill_dir must be a str or os.PathLike, not {type(c['spill_dir']).__name__}")
+    if c["on_full"] != "spill" and ("spill_dir" in given or "spill_bytes" in given):
+        raise ConfigError("spill_dir and spill_bytes are for on_full='spill'")
     if c["on_full"] not in ON_FULL_READY:
         raise NotImplementedError(f"on_full={c['on_full']!r} is not implemented yet")
     if c["retention"] == "consumed" and (c["retention_bytes"] or c["retention_seconds"]):

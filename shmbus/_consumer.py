@@ -10,6 +10,7 @@ from ._errors import AckError, ClosedError, ConfigError, MessageReleasedError
 from ._message import ACKED, Message
 from ._native import ffi, lib
 from ._handle import Handle
+from ._producer import Producer
 from ._topic import TopicMap
 
 _FIELDS = lib.SHMBUS_DELIVERY_FIELDS
@@ -63,7 +64,8 @@ class Consumer(Handle):
     """
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread")
+                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
+                 "_drainer")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -97,6 +99,8 @@ class Consumer(Handle):
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)
+        self._spills = topic.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL
+        self._drainer: Optional[Producer] = None
         options = ffi.new("struct shmbus_group_options *")
         name = ffi.new("char[]", group.encode()) if group else ffi.NULL
         options.name = name
@@ -237,10 +241,16 @@ class Consumer(Handle):
 
     def _call(self, max_messages: int, timeout: Optional[float], deadline: Optional[float]) -> int:
         """shmbus_poll_wait in slices of _WAIT_SLICE, so that close() and Ctrl-C are seen."""
+        if self._spills:
+            n = self._poll_with_spill(max_messages)
+            if n != 0 or timeout == 0:
+                return n
         if timeout is None:
             n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
             while n == 0 and not self._closing:
-                n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
+                n = self._poll_with_spill(max_messages) if self._spills else 0
+                if n == 0:
+                    n = _poll_wait(self._h, self._out, max_messages, _SLICE_NS, self._spin)
             return n
         if timeout == 0:
             return _poll_wait(self._h, self._out, max_messages, 0, 0)
@@ -249,6 +259,29 @@ class Consumer(Handle):
             n = _poll_wait(self._h, self._out, max_messages, int(max(left, 0) * 1e9), self._spin)
             if n or left <= 0 or self._closing:
                 return n
+            if self._spills:
+                n = self._poll_with_spill(max_messages)
+                if n:
+                    return n
+
+    def _poll_with_spill(self, max_messages: int) -> int:
+        """on_full="spill": a poll that finds the ring empty for this consumer moves
+        what the spill holds into the ring (producers do it too as they send, but a
+        spill must not wait for the next send), then polls again."""
+        n = _poll_wait(self._h, self._out, max_messages, 0, 0)
+        if n != 0:
+            return n
+        m = self._map
+        waiting = [i for i in range(m.partitions) if lib.shmbus_spill_waiting(m.handle, i)]
+        if not waiting:
+            return 0
+        if self._drainer is None:
+            self._drainer = Producer(m, None, None)
+        for i in waiting:
+            r = lib.shmbus_spill_drain(self._drainer._h, i)
+            if r < 0:
+                raise error(r, f"moving the spill of {self.topic!r} partition {i}")
+        return _poll_wait(self._h, self._out, max_messages, 0, 0)
 
     def _pass_dead_letters(self, flat: List[int]) -> List[int]:
         """Publishes the dead letters among fetched deliveries; returns the others."""
@@ -457,6 +490,8 @@ class Consumer(Handle):
             lib.shmbus_give_back(self._h, self._unread, len(self._unread) // 2)
         self._detach(lib.shmbus_consumer_close)
         self._dead.close()
+        if self._drainer is not None:
+            self._drainer.close()
 
     @property
     def closed(self) -> bool:

@@ -28,10 +28,11 @@ ACKED = 1 << 16
 
 
 class Offset(NamedTuple):
-    """Where a sent message landed."""
+    """Where a sent message landed.  ``offset`` is None for a message that went
+    to a spill file (on_full="spill"): it gets its offset as it enters the ring."""
 
     partition: int
-    offset: int
+    offset: Optional[int]
 
 
 class Message:

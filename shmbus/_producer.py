@@ -19,6 +19,7 @@ _send_value = lib.shmbus_send_value
 _tuple_new = tuple.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a blocked send spins before it sleeps
+SPILL_LOCK_WAIT = 10.0  # seconds a send waits for another process's use of the spill
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -46,7 +47,12 @@ class Producer(Handle):
     When the topic is full, ``on_full`` decides: ``"block"`` waits up to ``timeout``
     seconds (None: no limit) and then raises :class:`BusFull`; ``"drop_newest"``
     refuses the message (``send`` returns None, ``send_many`` counts it out, and
-    the topic counts the drop); ``"error"`` raises :class:`BusFull` at once.
+    the topic counts the drop); ``"error"`` raises :class:`BusFull` at once;
+    ``"spill"`` (a property of the topic, not to be overridden) appends it to the
+    partition's spill file, from which it comes back into the ring in order as
+    space frees: ``send`` then returns an :class:`Offset` whose ``offset`` is
+    None (the offset is given when the record enters the ring), and raises
+    :class:`BusFull` once the spill holds ``spill_bytes``.
     """
 
     __slots__ = ("on_full", "timeout", "_max", "_partitions", "_single", "_next", "_accepted")
@@ -56,6 +62,11 @@ class Producer(Handle):
             choice(on_full, ON_FULL, "on_full")
             if on_full not in ON_FULL_READY:
                 raise NotImplementedError(f"on_full={on_full!r} is not implemented yet")
+        spills = topic.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL
+        if on_full is not None and (on_full == "spill") != spills:
+            raise ConfigError(
+                f"on_full={on_full!r}: a topic spills to disk, or not, for all its producers "
+                f"(topic {topic.name!r} has on_full={'spill' if spills else 'another policy'})")
         self.on_full = on_full or next(k for k, v in ON_FULL.items() if v == topic.info["on_full"])
         self.timeout = seconds(timeout, "timeout")
         self._max = topic.info["max_message_size"]
@@ -158,6 +169,16 @@ class Producer(Handle):
         while sent < len(items):
             r = lib.shmbus_send_batch(h, partition, buf + at, lens + sent, len(items) - sent,
                                       NULL if k is None else k, klen, acc)
+            if r == _FULL and self.on_full == "spill":  # one by one, through the spill
+                for i in range(sent, len(items)):
+                    v = data[at:at + lengths[i]]
+                    try:
+                        self._spill((partition, v, len(v), NULL if k is None else k, klen, NULL, 0))
+                    except BusFull as e:
+                        e.accepted = i
+                        raise
+                    at += lengths[i]
+                return len(items)
             if r == _FULL:
                 if self.on_full == "drop_newest":
                     lib.shmbus_count_drop(h, partition, len(items) - sent)
@@ -234,6 +255,8 @@ class Producer(Handle):
     def _full(self, timeout: Optional[float], args: tuple) -> Optional[Offset]:
         """The ring had no room for ``_send(h, *args)``: apply on_full."""
         partition, _, n, _, klen, _, hlen = args
+        if self.on_full == "spill":
+            return self._spill(args)
         if self.on_full == "drop_newest":
             lib.shmbus_count_drop(self._h, partition, 1)
             return None
@@ -245,6 +268,22 @@ class Producer(Handle):
                 return Offset(partition, r)
             if r != _FULL:
                 raise error(r, f"send to {self.topic!r}")
+
+    def _spill(self, args: tuple) -> Offset:
+        """on_full="spill": through the spill file, in order with what it holds."""
+        partition = args[0]
+        r = lib.shmbus_spill_send(self._h, *args, int(SPILL_LOCK_WAIT * 1e9))
+        if r >= 0:
+            return Offset(partition, r)
+        if r == lib.SHMBUS_SPILLED:
+            return Offset(partition, None)
+        if r == _FULL:
+            raise BusFull(f"topic {self.topic!r} partition {partition}: the ring is full and "
+                          "its spill file holds spill_bytes")
+        if r == lib.SHMBUS_EBUSY:
+            raise BusFull(f"topic {self.topic!r} partition {partition}: the spill stayed locked "
+                          f"for {SPILL_LOCK_WAIT} s")
+        raise error(r, f"spill of {self.topic!r} partition {partition}")
 
     def _deadline(self, partition: int, timeout: Optional[float]) -> float:
         """When a blocked send gives up (inf: never); raises at once under "error"."""

@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any, Dict, List
 
-from . import _names, _segment
+from . import _names, _segment, _spill
 from ._core import check, error
 from ._errors import CorruptSegmentError, TopicNotFoundError
 from ._native import ffi, lib
@@ -33,7 +33,9 @@ def read_info(meta: _segment.Segment, name: str) -> Dict[str, int]:
             f"{lib.SHMBUS_LAYOUT_VERSION}"
         )
     check(r, f"topic {name!r}")
-    return {f: getattr(info, f) for f in dir(info)}
+    out = {f: getattr(info, f) for f in dir(info)}
+    out["spill_dir"] = os.fsdecode(ffi.string(info.spill_dir))
+    return out
 
 
 class TopicMap:
@@ -53,6 +55,7 @@ class TopicMap:
             raise TopicNotFoundError(f"topic {topic!r} does not exist on bus {bus!r}") from None
         self.segments.append(meta)
         self.handle = ffi.NULL
+        self.spill_fds: List[int] = []
         try:
             self.info = read_info(meta, topic)
             self.partitions = self.info["partitions"]
@@ -77,6 +80,11 @@ class TopicMap:
             if h == ffi.NULL:
                 raise error(err[0], f"topic {topic!r}")
             self.handle = h
+            if self.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL:
+                self.spill_fds = _spill.open_files(self.info["spill_dir"], bus, topic,
+                                                   self.partitions, self.info["mode"])
+                check(lib.shmbus_topic_set_spill(h, ffi.new("int[]", self.spill_fds),
+                                                 self.partitions))
             if disk:
                 check(lib.shmbus_topic_set_files(h, ffi.new("int[]", [s.fd for s in parts]),
                                                  self.partitions))
@@ -127,6 +135,9 @@ class TopicMap:
         for s in self.segments:
             s.close()
         self.segments = []
+        for fd in self.spill_fds:
+            close_fd(fd)
+        self.spill_fds = []
 
 
 def _restore_size(path: str, size: int) -> None:
