@@ -257,9 +257,11 @@ int shmbus_poll_wait(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t m
 int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
                        uint64_t length);
 uint64_t shmbus_lag(shmbus_consumer *consumer);
-/* Replay (private groups): the cursor of one partition goes to `offset`, or to
- * the oldest retained offset if that is later; returns the offset set, or
- * SHMBUS_EINVAL past the published end or for a group that tracks deliveries.
+/* Replay: the cursor of one partition goes to `offset`, or to the oldest offset
+ * the consumer may read if that is later; returns the offset set, or
+ * SHMBUS_EINVAL past the published end.  A group that tracks deliveries
+ * abandons what it had in flight there and starts its window at the offset;
+ * only the member that reads the partition alone may (SHMBUS_EBUSY otherwise).
  * offset_for_time: the first offset stamped at or after ns (the end if none). */
 int64_t shmbus_seek(shmbus_consumer *consumer, uint32_t partition, uint64_t offset);
 int64_t shmbus_offset_for_time(shmbus_topic *topic, uint32_t partition, int64_t ns);

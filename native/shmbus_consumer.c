@@ -66,13 +66,8 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
     /* under retention=log a reader may go back below what the groups hold */
-    c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
-                 t->retention == SHMBUS_RETENTION_LOG;
-    if (c->tracked && t->retention == SHMBUS_RETENTION_LOG) {
-        free(c); /* not yet: a tracked group's window starts at its committed offset */
-        *err = SHMBUS_EINVAL;
-        return NULL;
-    }
+    c->passable = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
+    c->may_lap = c->passable || t->retention == SHMBUS_RETENTION_LOG;
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -143,8 +138,14 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         for (; off < upto; off++) {
             const struct shmbus_slot *s = &r->slots[off & r->slot_mask];
             uint64_t seq = load_acquire(&s->seq);
-            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
+            if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING)) {
+                /* retention=log: a tracked group replaying below the head finds
+                 * slots a later lap took; its entry says when it is done there */
+                if (tracked && t->retention == SHMBUS_RETENTION_LOG &&
+                    (seq & ~SHMBUS_SEQ_PADDING) > off + 1 && done_at(r, group, off, tracked))
+                    continue;
                 break;
+            }
             if (!done_at(r, group, off, tracked))
                 break;
             if (seq == off + 1) {
@@ -496,11 +497,13 @@ uint64_t shmbus_lag(shmbus_consumer *c)
 int64_t shmbus_seek(shmbus_consumer *c, uint32_t partition, uint64_t offset)
 {
     shmbus_topic *t = c->topic;
-    if (c->tracked || partition >= t->count)
+    if (partition >= t->count)
         return SHMBUS_EINVAL;
     struct shmbus_ring *r = &t->rings[partition];
     if (offset > point_load(&r->p->tail.tail).offset)
         return SHMBUS_EINVAL;
+    if (c->tracked)
+        return shmbus_seek_tracked(c, partition, offset);
     /* a reader that may be lapped reads anything retained, checked; one whose
      * ring keeps what it has not released goes back no further than that */
     uint64_t oldest = c->may_lap ? shmbus_retained_start(t, partition)

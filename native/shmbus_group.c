@@ -69,8 +69,13 @@ static void group_create(shmbus_consumer *c, uint32_t g, const struct shmbus_gro
         store_max(&gl->committed_offset, head);
         /* a new group has nothing committed: "committed" starts it at the end;
          * "earliest" is the oldest record retained (below the head under
-         * retention=log) */
+         * retention=log, where a tracked group's window starts there too: the
+         * head passes it, and what it reads there is checked) */
         uint64_t cursor = c->tracked ? head : shmbus_retained_start(t, i);
+        if (c->tracked && t->retention == SHMBUS_RETENTION_LOG && o->start == SHMBUS_START_EARLIEST) {
+            cursor = shmbus_retained_start(t, i);
+            store_release(&gl->committed_offset, cursor);
+        }
         if (o->start != SHMBUS_START_EARLIEST) {
             struct shmbus_point end = point_load(&p->tail.tail);
             cursor = end.offset;

@@ -78,7 +78,10 @@ struct shmbus_consumer {
     uint32_t incarnation;
     int tracked;
     int tethered;
-    int may_lap; /* a producer may overwrite what it has not read: untethered, or drop_oldest */
+    int may_lap; /* a producer may overwrite what it has not read: untethered, drop_oldest, or
+                  * retention=log (a replay below the head) */
+    int passable; /* the head may pass the group (untethered, drop_oldest): what lies below
+                   * the head is over for it.  Under retention=log it is there to read */
     int manual;
     int by_partition;
     uint32_t max_deliveries; /* 0: no limit */
@@ -176,5 +179,6 @@ int shmbus_tracked_available(shmbus_consumer *c);
 void shmbus_release_all(shmbus_consumer *c);
 int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t partition);
 void shmbus_pending_reset(shmbus_topic *t, uint32_t group);
+int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t partition, uint64_t offset);
 
 #endif

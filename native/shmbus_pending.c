@@ -81,7 +81,7 @@ static inline int is_mine(const shmbus_consumer *c, uint64_t w)
  * preempted there): read again; only a span that stays wrong is corrupt.  When
  * the head may pass the group, what is below the head is over for it (and the
  * span ends at the cursor all the same: callers commit up to it). */
-static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, int may_lap,
+static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, int passable,
                      uint64_t *from, uint64_t *end)
 {
     for (int tries = 0; tries < 64; tries++) {
@@ -89,7 +89,7 @@ static int window_of(struct shmbus_ring *r, struct shmbus_group_line *gl, int ma
         *from = committed;
         FAULT_POINT(SHMBUS_FAULT_WINDOW_READ);
         *end = load_acquire(&gl->cursor);
-        if (may_lap) {
+        if (passable) {
             uint64_t head = load_acquire(&r->p->head.offset);
             if (head > *from)
                 *from = head < *end ? head : *end;
@@ -208,7 +208,7 @@ static int sweep(shmbus_consumer *c, uint32_t i, int64_t now_ns, int liveness, u
     uint32_t n = 0;
     cp->ready_seen = load_acquire(&gl->ready); /* before looking: a later change is seen next time */
     uint64_t from, end;
-    if (window_of(r, gl, c->may_lap, &from, &end) != SHMBUS_OK)
+    if (window_of(r, gl, c->passable, &from, &end) != SHMBUS_OK)
         return SHMBUS_ECORRUPT;
     for (uint64_t off = from; off < end; off++) {
         struct shmbus_pending *e = entry_at(r, c->group, off);
@@ -303,7 +303,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         FAULT_POINT(SHMBUS_FAULT_WINDOW_READ);
         uint64_t cur = load_acquire(&gl->cursor); /* after: not below committed */
         uint64_t head = 0;
-        if (c->may_lap) {
+        if (c->passable) {
             /* drop_oldest moved the head past the cursor: those offsets are lost
              * to the group; past the committed offset: those are done */
             head = load_acquire(&r->p->head.offset);
@@ -326,8 +326,13 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
             err = SHMBUS_ECORRUPT;
             break;
         }
-        if (cur - committed == r->window)
-            break; /* the window is full until the oldest delivery is done */
+        if (cur - committed == r->window) {
+            /* full until the oldest delivery is done (offsets lost in a replay
+             * are done at once, and nobody else moves the committed point over them) */
+            if (c->may_lap && shmbus_advance_committed(c->topic, i, c->group, cur, 1))
+                continue;
+            break;
+        }
         struct shmbus_pending *e = entry_at(r, c->group, cur);
         struct entry v = entry_load(e);
         if (v.offset > cur) { /* the cursor moved on meanwhile */
@@ -359,6 +364,16 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
         uint64_t seq = load_acquire(&r->slots[cur & r->slot_mask].seq);
         int padding = seq == ((cur + 1) | SHMBUS_SEQ_PADDING);
         if (seq != cur + 1 && !padding) {
+            if (c->may_lap && (seq & ~SHMBUS_SEQ_PADDING) > cur + 1) {
+                /* retention=log, a replay below the head: a later lap's record
+                 * took the slot, and the offset is lost to the group */
+                if (!entry_cas(e, v, cur, DONE_WORD))
+                    continue;
+                move_cursor(gl, cur);
+                fetch_add(&gl->lost, 1);
+                c->parts[i].lost++;
+                continue;
+            }
             if (shmbus_stuck_at(c, i, cur))
                 continue;
             break;
@@ -517,7 +532,7 @@ int shmbus_tracked_available(shmbus_consumer *c)
         struct shmbus_group_line *gl = &r->p->groups[c->group];
         uint64_t committed = load_acquire(&gl->committed_offset);
         uint64_t cur = load_acquire(&gl->cursor);
-        if (c->may_lap && load_acquire(&r->p->head.offset) > committed)
+        if (c->passable && load_acquire(&r->p->head.offset) > committed)
             return 1; /* drop_oldest passed the group: it moves on at the next poll */
         if (cur >= committed + r->window)
             continue;
@@ -655,7 +670,7 @@ void shmbus_release_all(shmbus_consumer *c)
         struct shmbus_ring *r = &t->rings[i];
         struct shmbus_group_line *gl = &r->p->groups[c->group];
         uint64_t from, end;
-        window_of(r, gl, c->may_lap, &from, &end);
+        window_of(r, gl, c->passable, &from, &end);
         for (uint64_t off = from; off < end; off++) {
             struct shmbus_pending *e = entry_at(r, c->group, off);
             struct entry v = entry_load(e);
@@ -677,7 +692,7 @@ int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t i)
 {
     struct shmbus_ring *r = &c->topic->rings[i];
     uint64_t from, end;
-    window_of(r, &r->p->groups[c->group], c->may_lap, &from, &end);
+    window_of(r, &r->p->groups[c->group], c->passable, &from, &end);
     for (uint64_t off = from; off < end; off++) {
         struct entry v = entry_load(entry_at(r, c->group, off));
         if (v.offset == off && is_mine(c, v.word))
@@ -718,4 +733,65 @@ int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct s
             out->pending++;
     }
     return SHMBUS_OK;
+}
+
+/* The byte position where the record at `offset` starts, for a committed point
+ * there: the slot's while it holds the record, the tail's at the end, and the
+ * head's below it (where the position counts for nothing: the head passes). */
+static uint64_t position_of(struct shmbus_ring *r, uint64_t offset)
+{
+    struct shmbus_point tail = point_load(&r->p->tail.tail);
+    if (offset >= tail.offset)
+        return tail.position;
+    const struct shmbus_slot *s = &r->slots[offset & r->slot_mask];
+    uint64_t position = s->position;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (load_relaxed(&s->seq) == offset + 1)
+        return position;
+    return load_acquire(&r->p->head.position);
+}
+
+/* Replay or skip for a tracked group.  Only the member that reads the partition
+ * alone moves it: its owner under ordering=partition, or the one member of a
+ * private group (SHMBUS_EBUSY otherwise).  What the group had in flight there
+ * is abandoned (acks of it do nothing) and its window starts again at offset:
+ * no further back than what is retained (retention=log, drop_oldest) or than
+ * the committed offset (a ring that keeps what the group has not released). */
+int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t i, uint64_t offset)
+{
+    shmbus_topic *t = c->topic;
+    struct shmbus_ring *r = &t->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[c->group];
+    int alone = (t->meta->groups[c->group].flags & SHMBUS_GROUP_PRIVATE) ||
+                (c->by_partition && load_acquire(&gl->owner) == shmbus_owner_word(c) &&
+                 !c->parts[i].leaving);
+    if (!alone)
+        return SHMBUS_EBUSY;
+    uint64_t oldest = c->may_lap ? shmbus_retained_start(t, i) : load_acquire(&gl->committed_offset);
+    if (offset < oldest)
+        offset = oldest;
+    struct shmbus_pending *table = entry_at(r, c->group, 0);
+    for (uint64_t k = 0; k < r->window; k++) {
+        struct entry v = entry_load(&table[k]);
+        while ((v.offset || v.word) && !entry_cas(&table[k], v, 0, 0))
+            v = entry_load(&table[k]);
+    }
+    uint64_t pos = position_of(r, offset);
+    /* committed <= cursor at every moment, going either way */
+    if (offset < load_acquire(&gl->cursor)) {
+        store_release(&gl->committed_offset, offset);
+        store_release(&gl->committed_position, pos);
+        store_release(&gl->cursor, offset);
+    } else {
+        store_release(&gl->cursor, offset);
+        store_release(&gl->committed_position, pos);
+        store_release(&gl->committed_offset, offset);
+    }
+    struct shmbus_consumer_partition *cp = &c->parts[i];
+    cp->held_back = 0;
+    cp->stuck_offset = UINT64_MAX;
+    cp->lost = 0;
+    c->sweep_now = 1;
+    shmbus_wake_producers(r->p); /* a seek forward frees what it skipped */
+    return (int64_t)offset;
 }

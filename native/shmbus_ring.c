@@ -7,17 +7,21 @@
 
 /* Minimum committed point over the tethered groups; 0 when there is none.  On a
  * drop_oldest topic a group left behind the head counts at the head: what lies
- * below is gone for it anyway. */
+ * below is gone for it anyway.  Under retention=log a group below the head is
+ * replaying what the log kept there: it holds nothing (its readers check what
+ * they read), or the head could never pass it. */
 static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shmbus_limit *out)
 {
     uint64_t mask = load_acquire(&t->meta->masks.tethered);
     if (!mask)
         return 0;
-    /* only drop_oldest moves the head past a group: elsewhere a group's point
-     * below the head is one that joined as the head moved, and must hold */
+    /* elsewhere a group's point below the head is one that joined as the head
+     * moved, and must hold */
     int clamp = t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
-    uint64_t head_pos = clamp ? load_acquire(&p->head.position) : 0;
-    uint64_t head_off = clamp ? load_acquire(&p->head.offset) : 0;
+    int log = t->retention == SHMBUS_RETENTION_LOG;
+    uint64_t head_pos = clamp || log ? load_acquire(&p->head.position) : 0;
+    uint64_t head_off = clamp || log ? load_acquire(&p->head.offset) : 0;
+    int found = 0;
     out->position = UINT64_MAX;
     out->offset = UINT64_MAX;
     while (mask) {
@@ -25,14 +29,17 @@ static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shm
         mask &= mask - 1;
         uint64_t pos = load_acquire(&p->groups[g].committed_position);
         uint64_t off = load_acquire(&p->groups[g].committed_offset);
+        if (log && !clamp && off < head_off)
+            continue;
         pos = pos > head_pos ? pos : head_pos;
         off = off > head_off ? off : head_off;
         if (pos < out->position)
             out->position = pos;
         if (off < out->offset)
             out->offset = off;
+        found = 1;
     }
-    return 1;
+    return found;
 }
 
 /* A group joins by publishing its committed point, then its mask bit, then

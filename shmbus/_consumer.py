@@ -65,7 +65,7 @@ class Consumer(Handle):
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
                  "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
-                 "_drainer")
+                 "_drainer", "_ordering")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -87,15 +87,12 @@ class Consumer(Handle):
             raise ConfigError("max_deliveries and dead_letter need ack='manual'")
         if dead_letter == topic.name:
             raise ConfigError("a topic cannot be its own dead_letter topic")
-        log = topic.info["retention"] == lib.SHMBUS_RETENTION_LOG
-        if log and (group is not None or ack != "auto"):
-            raise NotImplementedError("named groups and manual acks on a retention='log' topic "
-                                      "are not implemented yet")
         self.group = group
         self._busy = False
         self._closing = False
         self._unread: Any = None
         self._manual = ack == "manual"
+        self._ordering = ordering
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)
@@ -400,11 +397,19 @@ class Consumer(Handle):
                            f"{m.topic!r} was delivered to another consumer")
 
     def seek(self, partition: int, offset: int) -> None:
-        """Read ``partition`` from ``offset`` on (replay).  An offset before the
-        oldest message still retained lands on the oldest one (under
+        """Read ``partition`` from ``offset`` on (replay, or skip ahead).  An offset
+        before the oldest message still retained lands on the oldest one (under
         ``retention="consumed"``: on the oldest this group has not released);
-        past the published end raises ConfigError.  Messages fetched and not yet handed out are
-        dropped.  Consumers without a group only, for now."""
+        past the published end raises ConfigError.  Messages fetched and not yet
+        handed out are dropped (a named group gets them back, undelivered).
+
+        A named group moves for all its members: under ``ordering="partition"``
+        only the partition's current owner may seek it (ConfigError otherwise;
+        a new member owns its partitions from its first poll), and under
+        ``ordering="none"`` a named group cannot seek.  What the group had in
+        flight in that partition is abandoned (acking it does nothing), and
+        its committed offset becomes ``offset``, as a Kafka commit after a seek
+        would make it."""
         h = self._seekable()
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise TypeError("partition must be an int")
@@ -417,9 +422,10 @@ class Consumer(Handle):
         end = self._end(self._map.handle, partition)
         if offset > end:
             raise ConfigError(f"offset {offset} is past the end of partition {partition} ({end})")
-        self._flat = ()
-        self._i = self._n = 0
-        lib.shmbus_seek(h, partition, offset)
+        self._drop_fetched()
+        if lib.shmbus_seek(h, partition, offset) == lib.SHMBUS_EBUSY:
+            raise ConfigError(f"partition {partition} of {self.topic!r} is not this consumer's to "
+                              "move now: under ordering='partition' only its owner seeks it")
 
     def seek_to_beginning(self) -> None:
         """Every partition from its oldest message still retained."""
@@ -437,11 +443,20 @@ class Consumer(Handle):
         self._seek_all(lambda t, i: lib.shmbus_offset_for_time(t, i, ns))
 
     def _seek_all(self, offset_of: Callable[[Any, int], int]) -> None:
+        """Every partition this consumer may move (a named group's: those it owns)."""
         h = self._seekable()
-        self._flat = ()
-        self._i = self._n = 0
+        self._drop_fetched()
         for i in range(len(self._maps)):
             lib.shmbus_seek(h, i, offset_of(self._map.handle, i))
+
+    def _drop_fetched(self) -> None:
+        """Deliveries fetched and not handed out go (back to a named group)."""
+        flat, i, n = self._flat, self._i, self._n
+        if i < n and self.group is not None:
+            pairs = [x for j in range(i, n, _FIELDS) for x in (flat[j + _PARTITION], flat[j + _OFFSET])]
+            lib.shmbus_give_back(self._h, ffi.new("uint64_t[]", pairs), len(pairs) // 2)
+        self._flat = ()
+        self._i = self._n = 0
 
     @staticmethod
     def _end(topic: Any, partition: int) -> int:
@@ -451,9 +466,9 @@ class Consumer(Handle):
     def _seekable(self) -> Any:
         if self._h is None:
             raise ClosedError("consumer is closed")
-        if self.group is not None or self._manual:
-            raise NotImplementedError("seek on a named group or with manual acks is not "
-                                      "implemented yet")
+        if self.group is not None and self._ordering == "none":
+            raise ConfigError("a named group with ordering='none' cannot seek: every member "
+                              "reads every partition (use ordering='partition')")
         return self._h
 
     def lag(self) -> int:

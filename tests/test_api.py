@@ -788,12 +788,3 @@ def test_log_retention_limits_and_seeking_before_the_oldest(bus):
         p.send(b"new")
     with bus.consumer("w", start="earliest") as c:
         assert c.poll(timeout=1).value == b"new"
-
-
-def test_log_retention_groups_are_not_there_yet(bus):
-    bus.create_topic("t", capacity=2**16, retention="log")
-    with pytest.raises(NotImplementedError):
-        bus.consumer("t", group="g")
-    with bus.consumer("t") as c, pytest.raises(NotImplementedError):
-        bus.consumer("t", ack="manual")
-        c.seek(0, 0)
