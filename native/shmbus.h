@@ -22,7 +22,9 @@ enum shmbus_result {
     SHMBUS_ECONFIG = -12,    /* the group exists with another configuration */
     SHMBUS_EBUSY = -13,      /* the group table stayed locked past the wait */
     SHMBUS_EMEMBERS = -14,   /* the group has live members */
-    SHMBUS_SPILLED = -15     /* on_full=spill: the record went to the spill file */
+    SHMBUS_SPILLED = -15,    /* on_full=spill: the record went to the spill file */
+    SHMBUS_ESYNC = -16       /* published, but the sync the topic's fsync asks for failed
+                              * (errno says why; shmbus_producer_unsynced what was published) */
 };
 
 enum shmbus_limits {
@@ -137,6 +139,7 @@ struct shmbus_partition_stats {
     uint64_t spilled;       /* records that went through the spill file */
     uint64_t spill_waiting; /* records in the spill file, not yet back in the ring */
     uint64_t spill_bytes;   /* bytes of those */
+    uint64_t spill_lost;    /* records the spill file no longer held intact, dropped */
 };
 
 /* A group as its record says, for callers. */
@@ -195,7 +198,9 @@ void shmbus_wake_consumers(shmbus_topic *topic);
  * The first process to map a disk topic holds its open lock exclusively
  * (open_exclusive: 1 taken, 0 another process has the topic open) and recovers
  * every partition while nobody else can attach; then everyone holds it shared
- * (open_shared: SHMBUS_EBUSY if a recovery outlasts timeout_ns).  recover
+ * (open_shared: SHMBUS_EBUSY if a recovery outlasts timeout_ns, 1 if the one
+ * recovering died or gave up, and the caller has the exclusive lock: it
+ * recovers, then calls open_shared again).  recover
  * returns how many records of an incomplete tail it dropped, or SHMBUS_ECORRUPT
  * with *bad_offset the first damaged record that later good records follow. */
 int shmbus_topic_set_files(shmbus_topic *topic, const int *fds, uint32_t count);
@@ -240,6 +245,7 @@ uint64_t shmbus_spill_waiting(shmbus_topic *topic, uint32_t partition);
 /* Disk topics: every partition this producer wrote since its last sync goes to
  * disk (fdatasync) now; SHMBUS_ESYS if the system refused. */
 int shmbus_producer_sync(shmbus_producer *producer);
+int64_t shmbus_producer_unsynced(shmbus_producer *producer);
 uint32_t shmbus_partition_for_key(const char *key, uint32_t key_len, uint32_t partitions);
 
 /* Consumers */

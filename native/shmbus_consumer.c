@@ -47,6 +47,17 @@ static int options_ok(const struct shmbus_group_options *o)
            (o->flags & ~(uint32_t)SHMBUS_GROUP_TETHERED) == 0;
 }
 
+/* Disk topics that sync: a group's entry (metadata) and committed offsets
+ * (partitions) go to disk when a member joins or leaves. */
+static void sync_group(shmbus_topic *t)
+{
+    if (t->fsync == SHMBUS_FSYNC_NEVER || t->count == 0 || t->rings[0].fd < 0)
+        return;
+    fdatasync(t->meta_fd);
+    for (uint32_t i = 0; i < t->count; i++)
+        fdatasync(t->rings[i].fd);
+}
+
 shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid,
                                       uint64_t start_time, const struct shmbus_group_options *o,
                                       int *err)
@@ -89,6 +100,7 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
         c->parts[i].owned = !c->by_partition;
     }
     c->sweep_now = 1;
+    sync_group(t);
     return c;
 }
 
@@ -214,11 +226,7 @@ void shmbus_consumer_close(shmbus_consumer *c)
     else
         release_delivered(c);
     shmbus_group_leave(c);
-    /* disk topics that sync: the group's committed offsets go to disk as well */
-    if (c->topic->fsync != SHMBUS_FSYNC_NEVER)
-        for (uint32_t i = 0; i < c->topic->count; i++)
-            if (c->topic->rings[i].fd >= 0)
-                fdatasync(c->topic->rings[i].fd);
+    sync_group(c->topic);
     shmbus_lock_release(c->lock_fd, SHMBUS_LOCK_MEMBER(c->member));
     free(c->unreleased);
     free(c);

@@ -12,7 +12,8 @@ static long fault_ms = 1000;
 
 static const char *const POINTS[] = {"",           "after_claim",  "during_copy", "before_commit",
                                      "after_commit", "group_create", "after_take",
-                                     "window_read", "spill_write", "spill_move"};
+                                     "window_read", "spill_write", "spill_move",
+                                     "recover",     "send_checked"};
 
 void shmbus_fault_load(void)
 {

@@ -1,5 +1,5 @@
 /* Fault points that tests switch on by name: SHMBUS_FAULT="point:action[:arg]",
- * read once when a producer or consumer opens.  Actions: kill (SIGKILL), stop
+ * read once when a producer or consumer opens (or a disk topic is recovered).  Actions: kill (SIGKILL), stop
  * (SIGSTOP), sleep (arg milliseconds, default 1000).  Off, a point costs one
  * predictable branch. */
 #ifndef SHMBUS_FAULT_H
@@ -16,6 +16,8 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_WINDOW_READ,   /* a group's committed offset read, its cursor not yet */
     SHMBUS_FAULT_SPILL_WRITE,   /* a record written to a spill file, not yet counted */
     SHMBUS_FAULT_SPILL_MOVE,    /* a spilled record committed in the ring, not yet counted moved */
+    SHMBUS_FAULT_RECOVER,       /* a disk topic's partition about to be recovered */
+    SHMBUS_FAULT_SEND_CHECKED,  /* a send found no spill waiting, and has not claimed yet */
 };
 
 extern int shmbus_fault_armed;

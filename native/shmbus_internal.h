@@ -53,6 +53,7 @@ struct shmbus_producer {
     int64_t last_reap; /* monotonic ns of the last look for dead consumers' groups */
     int64_t last_recover; /* drop_oldest: of the last look at a claim stuck at the head */
     unsigned char *spill_buf; /* on_full=spill: one record read back from a spill file */
+    int64_t unsynced;         /* what the last send that failed its sync had published */
     struct shmbus_producer_partition parts[];
 };
 
@@ -155,7 +156,8 @@ int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t time
                            uint32_t key_len, const char *headers, uint32_t headers_len,
                            uint64_t spill_id);
 /* Disk topics, after records were committed: syncs as the topic's fsync says;
- * returns result, or SHMBUS_ESYS.  producer.c */
+ * returns result, or SHMBUS_ESYNC (result kept for shmbus_producer_unsynced).
+ * producer.c */
 int64_t shmbus_synced(shmbus_producer *pr, uint32_t partition, int64_t result);
 /* Sizes a producer may write, or SHMBUS_EINVAL / SHMBUS_ETOOLARGE.  producer.c */
 int64_t shmbus_check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t value_len,

@@ -150,7 +150,9 @@ struct shmbus_partition_counters {
     uint64_t blocked_sends;     /* sends that had to wait for space */
     uint64_t dropped_oldest;    /* records overwritten by drop_oldest before every group read them */
     uint64_t discarded;         /* disk topics: records of an incomplete tail dropped at recovery */
-    uint64_t reserved[3];
+    uint64_t durable;           /* disk topics (fsync batch, always): offsets below were committed
+                                 * and synced; recovery calls damage below it corruption */
+    uint64_t reserved[2];
 } SHMBUS_ALIGNED;
 
 /* Written by one producer only: what it is about to claim. */
@@ -238,6 +240,7 @@ struct shmbus_spill_line {
     struct shmbus_point out;
     uint64_t moving;
     uint64_t punched; /* file bytes below this were given back to the file system */
+    uint64_t lost;    /* records dropped because the file did not hold them intact */
 } SHMBUS_ALIGNED;
 
 /* A record in a spill file: this header, then value, key, headers, padded to 8. */

@@ -101,14 +101,7 @@ static inline void write_record(struct shmbus_ring *r, int checksums, uint64_t o
     s->headers_len = headers_len;
     s->flags = key ? SHMBUS_RECORD_KEYED : 0;
     s->reserved[0] = spill_id;
-    if (checksums) { /* from the caller's bytes: a large value's copy may bypass the cache */
-        uint32_t c = shmbus_checksum_fields(s);
-        c = shmbus_crc32c(c, value, value_len);
-        c = shmbus_crc32c(c, key, key_len);
-        s->checksum = shmbus_crc32c(c, headers, headers_len);
-    } else {
-        s->checksum = 0;
-    }
+    s->checksum = 0;
     int streamed = copy_in(d, value, value_len / 2);
     FAULT_POINT(SHMBUS_FAULT_DURING_COPY);
     streamed |= copy_in(d + value_len / 2, value + value_len / 2, value_len - value_len / 2);
@@ -117,6 +110,9 @@ static inline void write_record(struct shmbus_ring *r, int checksums, uint64_t o
     if (headers_len)
         memcpy(d + value_len + key_len, headers, headers_len);
     copy_fence(streamed);
+    /* of the copy, not of the caller's buffer, which another thread may be changing */
+    if (checksums)
+        s->checksum = shmbus_crc32c(shmbus_checksum_fields(s), d, value_len + key_len + headers_len);
 }
 
 /* The commit of the last record is seq_cst so that the load of the waiter count
@@ -238,10 +234,33 @@ int64_t shmbus_check_sizes(shmbus_producer *pr, uint32_t partition, uint64_t val
     return SHMBUS_OK;
 }
 
+/* How far the records are committed without a gap (padding counts), from the
+ * last durable point: what a sync started now puts on disk whole. */
+static uint64_t committed_prefix(struct shmbus_ring *r)
+{
+    struct shmbus_partition *p = r->p;
+    uint64_t off = load_acquire(&p->counters.durable);
+    uint64_t head = load_acquire(&p->head.offset);
+    uint64_t tail = point_load(&p->tail.tail).offset;
+    if (off < head || off > tail)
+        off = head;
+    for (; off < tail; off++) {
+        uint64_t seq = load_acquire(&r->slots[off & r->slot_mask].seq);
+        if (seq != off + 1 && seq != ((off + 1) | SHMBUS_SEQ_PADDING))
+            break;
+    }
+    return off;
+}
+
+/* The durable point is stored after the sync (and reaches the disk with the
+ * next one), so that on disk it never claims more than was synced. */
 static int sync_partition(shmbus_producer *pr, uint32_t i, int64_t now)
 {
-    if (fdatasync(pr->topic->rings[i].fd) != 0)
+    struct shmbus_ring *r = &pr->topic->rings[i];
+    uint64_t upto = committed_prefix(r);
+    if (fdatasync(r->fd) != 0)
         return SHMBUS_ESYS;
+    store_max(&r->p->counters.durable, upto);
     pr->parts[i].dirty = 0;
     pr->parts[i].synced_ns = now;
     return SHMBUS_OK;
@@ -261,8 +280,13 @@ int64_t shmbus_synced(shmbus_producer *pr, uint32_t i, int64_t result)
     if (t->fsync == SHMBUS_FSYNC_BATCH &&
         now - pr->parts[i].synced_ns < (int64_t)SHMBUS_SYNC_INTERVAL_MS * 1000000)
         return result;
-    return sync_partition(pr, i, now) == SHMBUS_OK ? result : SHMBUS_ESYS;
+    if (sync_partition(pr, i, now) == SHMBUS_OK)
+        return result;
+    pr->unsynced = result; /* published all the same: the caller must not send it again */
+    return SHMBUS_ESYNC;
 }
+
+int64_t shmbus_producer_unsynced(shmbus_producer *pr) { return pr->unsynced; }
 
 int shmbus_producer_sync(shmbus_producer *pr)
 {
@@ -329,6 +353,7 @@ int64_t shmbus_send(shmbus_producer *pr, uint32_t partition, const char *value, 
     struct shmbus_ring *r = &pr->topic->rings[partition];
     if (spill_holds(pr->topic, r->p))
         return SHMBUS_FULL;
+    FAULT_POINT(SHMBUS_FAULT_SEND_CHECKED);
     int64_t off = shmbus_send_record(pr, partition, shmbus_now_realtime(), value, value_len, key,
                                      key_len, headers, headers_len, 0);
     return r->fd < 0 || off < 0 ? off : shmbus_synced(pr, partition, off);

@@ -9,11 +9,13 @@
  * stay; a dead claim followed by a good record or padding becomes padding, as
  * a reader would make it; whatever follows is an incomplete tail and goes
  * (counted as discarded); damage followed by a good record is corruption in
- * the middle: reported with its offset, never skipped. */
+ * the middle: reported with its offset, never skipped, unless it lies past the
+ * last durable point of a topic that syncs (then the tail goes from there). */
 #include <string.h>
 
 #include "shmbus_atomic.h"
 #include "shmbus_checksum.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 
 /* Whether the committed record at `off` lies within [lo, hi) and its bytes
@@ -58,6 +60,8 @@ int64_t shmbus_recover(shmbus_topic *t, uint32_t partition, uint64_t *bad_offset
 {
     if (partition >= t->count)
         return SHMBUS_EINVAL;
+    shmbus_fault_load();
+    FAULT_POINT(SHMBUS_FAULT_RECOVER);
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_partition *p = r->p;
     struct shmbus_point tail = p->tail.tail;
@@ -77,8 +81,15 @@ int64_t shmbus_recover(shmbus_topic *t, uint32_t partition, uint64_t *bad_offset
         }
         if (s->seq == off + 1 && record_good(t, r, off, good_pos, tail.position)) {
             if (damaged < off) {
-                *bad_offset = damaged;
-                return SHMBUS_ECORRUPT;
+                /* after a crash of the machine, pages written since the last
+                 * sync reach the disk in any order: past the durable point a
+                 * bad record is a torn tail like any other (never under
+                 * fsync=never, which promises nothing of the kind) */
+                if (t->fsync == SHMBUS_FSYNC_NEVER || damaged < p->counters.durable) {
+                    *bad_offset = damaged;
+                    return SHMBUS_ECORRUPT;
+                }
+                break;
             }
             good_end = off + 1;
             good_pos = s->position + slot_record_bytes(s);
@@ -95,6 +106,8 @@ int64_t shmbus_recover(shmbus_topic *t, uint32_t partition, uint64_t *bad_offset
         }
     }
     uint64_t discarded = tail.offset - good_end;
+    if (p->counters.durable > good_end)
+        p->counters.durable = good_end; /* a file cut short */
     if (discarded) {
         for (uint64_t off = good_end; off < tail.offset; off++)
             r->slots[off & r->slot_mask].seq = 0; /* not this offset's record: unwritten */

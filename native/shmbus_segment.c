@@ -272,6 +272,7 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     out->spilled = in.offset;
     out->spill_waiting = in.offset - out_.offset;
     out->spill_bytes = in.position - out_.position;
+    out->spill_lost = load_relaxed(&p->spill.lost);
     return SHMBUS_OK;
 }
 

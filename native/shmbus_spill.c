@@ -60,11 +60,13 @@ static void store_point(struct shmbus_point *p, struct shmbus_point v)
         old = point_load(p);
 }
 
-/* The holder before us died moving record `moving`: if the last record of the
- * ring is that one (committed), it is moved; otherwise its claim, if any, is a
- * dead one (readers make it padding) and the record is still to move.  Nobody
- * else claims in the ring while the spill holds records, so a claim of the dead
- * holder can only be the last one. */
+/* The holder before us died moving record `moving`: if the ring holds it
+ * (committed, stamped with its id), it is moved; otherwise its claim, if any, is
+ * a dead one (readers make it padding) and the record is still to move.  While
+ * the spill holds records nobody claims in the ring but the holder of the lock
+ * and producers that looked just before the spill began (a batch each at most),
+ * and nothing laps the ring before this look: the record is between the head
+ * and the tail, if anywhere. */
 static void settle(struct shmbus_ring *r)
 {
     struct shmbus_partition *p = r->p;
@@ -72,14 +74,19 @@ static void settle(struct shmbus_ring *r)
     if (!id)
         return;
     struct shmbus_point out = point_load(&p->spill.out);
-    struct shmbus_point tail = point_load(&p->tail.tail);
-    if (id == out.offset + 1 && tail.offset > 0) {
-        const struct shmbus_slot *s = &r->slots[(tail.offset - 1) & r->slot_mask];
+    uint64_t tail = point_load(&p->tail.tail).offset;
+    uint64_t head = load_acquire(&p->head.offset);
+    if (tail - head > r->slot_count)
+        head = tail - r->slot_count;
+    for (uint64_t off = tail; id == out.offset + 1 && off > head; off--) {
+        const struct shmbus_slot *s = &r->slots[(off - 1) & r->slot_mask];
         struct shmbus_spill_record h;
-        if (load_acquire(&s->seq) == tail.offset && s->reserved[0] == id &&
-            pread(r->spill_fd, &h, sizeof h, (off_t)out.position) == (ssize_t)sizeof h &&
-            h.id == id)
-            store_point(&p->spill.out, (struct shmbus_point){out.position + h.bytes, id});
+        if (load_acquire(&s->seq) == off && s->reserved[0] == id) {
+            if (pread(r->spill_fd, &h, sizeof h, (off_t)out.position) == (ssize_t)sizeof h &&
+                h.id == id)
+                store_point(&p->spill.out, (struct shmbus_point){out.position + h.bytes, id});
+            break;
+        }
     }
     store_release(&p->spill.moving, 0);
 }
@@ -96,7 +103,9 @@ static int read_record(shmbus_producer *pr, struct shmbus_ring *r, uint64_t posi
         return SHMBUS_ECORRUPT;
     uint64_t len = (uint64_t)h->value_len + h->key_len + h->headers_len;
     if (h->id != id || h->bytes != align8(sizeof *h + len) || h->bytes > most ||
-        position + h->bytes > end)
+        position + h->bytes > end ||
+        shmbus_check_sizes(pr, (uint32_t)(r - pr->topic->rings), h->value_len, h->key_len,
+                           h->headers_len) != SHMBUS_OK)
         return SHMBUS_ECORRUPT;
     if (pread(r->spill_fd, pr->spill_buf, len, (off_t)(position + sizeof *h)) != (ssize_t)len)
         return SHMBUS_ECORRUPT;
@@ -120,6 +129,15 @@ static int move_back(shmbus_producer *pr, uint32_t i)
             break;
         struct shmbus_spill_record h;
         int err = read_record(pr, r, out.position, in.position, out.offset + 1, &h);
+        if (err == SHMBUS_ECORRUPT) {
+            /* the file lost or damaged what it held (removed by a cleaner of
+             * the temporary directory, a crash of the machine before it was
+             * written back): past a bad record nothing can be found, so the
+             * rest is dropped and counted rather than block the partition */
+            store_point(&p->spill.out, in);
+            fetch_add(&p->spill.lost, in.offset - out.offset);
+            break;
+        }
         if (err != SHMBUS_OK)
             return err;
         const char *b = (const char *)pr->spill_buf;

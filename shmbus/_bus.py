@@ -124,6 +124,8 @@ class Bus:
                     lib.shmbus_partition_size(c["capacity"], c["max_messages"]), c["mode"])
                 try:
                     check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["max_messages"]))
+                    if self.path is not None:
+                        os.fsync(seg.fd)
                 finally:
                     seg.close()
             info = ffi.new("struct shmbus_topic_info *", dict(
@@ -137,6 +139,9 @@ class Bus:
                 flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS,
                 spill_bytes=c["spill_bytes"] or 0, spill_dir=os.fsencode(spill_dir)))
             check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
+            if self.path is not None:  # on disk before create_topic returns, names included
+                os.fsync(meta.fd)
+                _paths.sync_directory(self.path)
         except BaseException:
             meta.close()
             self._remove_segments(name)
@@ -189,7 +194,8 @@ class Bus:
 
             {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
                              "recovered_claims", "blocked_sends", "dropped_oldest",
-                             "discarded", "spilled", "spill_waiting", "spill_bytes"}, ...],
+                             "discarded", "spilled", "spill_waiting", "spill_bytes",
+                             "spill_lost"}, ...],
              "groups": [{"name", "private", "members", "ack", "ordering",
                          "lag", "delivered", "acked", "redelivered",
                          "dead_lettered", "pending",
@@ -221,6 +227,7 @@ class Bus:
                     "spilled": out.spilled,
                     "spill_waiting": out.spill_waiting,
                     "spill_bytes": out.spill_bytes,
+                    "spill_lost": out.spill_lost,
                 })
             return {"partitions": parts, "groups": _group_stats(m, parts)}
         finally:

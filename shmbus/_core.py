@@ -24,9 +24,11 @@ _MESSAGES = {
 
 def error(code: int, context: str = "") -> ShmbusError:
     """The exception for a negative result code of the C core."""
-    if code == lib.SHMBUS_ESYS:
-        err = ffi.errno
-        return ShmbusError(f"{context}: {os.strerror(err)}" if context else os.strerror(err))
+    if code in (lib.SHMBUS_ESYS, lib.SHMBUS_ESYNC):
+        text = os.strerror(ffi.errno)
+        if code == lib.SHMBUS_ESYNC:
+            text = f"written, but could not be synced to disk: {text}"
+        return ShmbusError(f"{context}: {text}" if context else text)
     cls, text = _MESSAGES.get(code, (ShmbusError, f"C core returned {code}"))
     return cls(f"{context}: {text}" if context else text)
 

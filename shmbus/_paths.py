@@ -28,3 +28,12 @@ def directory(path: Any, what: str, mode: Optional[int] = None) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path!r} is not writable")
     return path
+
+
+def sync_directory(path: str) -> None:
+    """The directory's entries (files made or removed) on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,12 +1,13 @@
 """Producer: writes messages to a topic."""
 import array
+import os
 import time
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
 from ._core import NULL, check, error
-from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError
+from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError, ShmbusError
 from ._message import Offset
 from ._native import ffi, lib
 from ._handle import Handle
@@ -192,7 +193,9 @@ class Producer(Handle):
                     raise
                 continue
             if r < 0:
-                raise self._error(r, partition, max(lengths), klen, 0)
+                e = self._error(r, partition, max(lengths), klen, 0)
+                e.accepted = sent + acc[0]  # published before the failure: not to send again
+                raise e
             at += sum(lengths[sent:sent + acc[0]])
             sent += acc[0]
         return sent
@@ -241,6 +244,8 @@ class Producer(Handle):
             )
 
     def _error(self, code: int, partition: Any, n: int, klen: int, hlen: int) -> Exception:
+        if code == lib.SHMBUS_ESYNC:
+            return self._unsynced(partition)
         if code == lib.SHMBUS_EINVAL:
             self._check_partition(partition)
         if code == lib.SHMBUS_ETOOLARGE:
@@ -269,6 +274,15 @@ class Producer(Handle):
             if r != _FULL:
                 raise error(r, f"send to {self.topic!r}")
 
+    def _unsynced(self, partition: int) -> Exception:
+        """A send was published, and the sync its topic's fsync asks for failed."""
+        err = ffi.errno
+        r = lib.shmbus_producer_unsynced(self._h)
+        where = f"offset {r}" if r >= 0 else "the spill"
+        return ShmbusError(f"send to {self.topic!r} partition {partition} was published ({where}) "
+                           f"but could not be synced to disk: {os.strerror(err)}; do not send it "
+                           "again")
+
     def _spill(self, args: tuple) -> Offset:
         """on_full="spill": through the spill file, in order with what it holds."""
         partition = args[0]
@@ -283,6 +297,8 @@ class Producer(Handle):
         if r == lib.SHMBUS_EBUSY:
             raise BusFull(f"topic {self.topic!r} partition {partition}: the spill stayed locked "
                           f"for {SPILL_LOCK_WAIT} s")
+        if r == lib.SHMBUS_ESYNC:
+            raise self._unsynced(partition)
         raise error(r, f"spill of {self.topic!r} partition {partition}")
 
     def _deadline(self, partition: int, timeout: Optional[float]) -> float:

@@ -88,10 +88,13 @@ class TopicMap:
             if disk:
                 check(lib.shmbus_topic_set_files(h, ffi.new("int[]", [s.fd for s in parts]),
                                                  self.partitions))
-                if first:
-                    recover(h, self.partitions, bus, topic)
-                check(lib.shmbus_open_shared(meta.fd, int(RECOVERY_WAIT * 1e9)),
-                      f"topic {topic!r} (being recovered by another process)")
+                while True:  # until shared; recovering first if it falls to this process
+                    if first:
+                        recover(h, self.partitions, bus, topic)
+                    first = check(lib.shmbus_open_shared(meta.fd, int(RECOVERY_WAIT * 1e9)),
+                                  f"topic {topic!r} (being recovered by another process)") == 1
+                    if not first:
+                        break
         except BaseException:
             if self.handle != ffi.NULL:
                 lib.shmbus_topic_detach(self.handle)

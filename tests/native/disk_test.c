@@ -16,9 +16,9 @@ static unsigned char *bytes_of(struct fixture *f, uint64_t offset)
     return (unsigned char *)p + p->data_offset + (slot(f, offset)->position & (CAP - 1));
 }
 
-static int setup_sent(struct fixture *f, int n)
+static int setup_sent_with(struct fixture *f, int n, uint32_t fsync)
 {
-    if (setup_with(f, CAP, SLOTS, 1000000, SHMBUS_TOPIC_CHECKSUMS))
+    if (setup_with(f, CAP, SLOTS, 1000000, SHMBUS_TOPIC_CHECKSUMS, fsync))
         return -1;
     char buf[40];
     for (int i = 0; i < n; i++) {
@@ -28,6 +28,8 @@ static int setup_sent(struct fixture *f, int n)
     }
     return 0;
 }
+
+static int setup_sent(struct fixture *f, int n) { return setup_sent_with(f, n, SHMBUS_FSYNC_NEVER); }
 
 static void should_compute_crc32c(void)
 {
@@ -91,6 +93,27 @@ static void should_pad_a_dead_claim_between_good_records(void)
     teardown(&f);
 }
 
+/* fsync=always: damage past the durable point is a torn tail (a crash of the
+ * machine writes pages back in any order); before it, corruption. */
+static void should_cut_a_torn_tail_past_the_durable_point(void)
+{
+    struct fixture f;
+    uint64_t bad;
+    CHECK(setup_sent_with(&f, 10, SHMBUS_FSYNC_ALWAYS) == 0);
+    struct shmbus_partition *p = f.part;
+    p->counters.durable = 5;
+    bytes_of(&f, 7)[0] ^= 1;
+    CHECK(shmbus_recover(f.topic, 0, &bad) == 3);
+    CHECK(p->tail.tail.offset == 7 && p->counters.discarded == 3);
+    teardown(&f);
+    CHECK(setup_sent_with(&f, 10, SHMBUS_FSYNC_ALWAYS) == 0);
+    p = f.part;
+    p->counters.durable = 5;
+    bytes_of(&f, 3)[0] ^= 1;
+    CHECK(shmbus_recover(f.topic, 0, &bad) == SHMBUS_ECORRUPT && bad == 3);
+    teardown(&f);
+}
+
 int main(void)
 {
     should_compute_crc32c();
@@ -98,6 +121,7 @@ int main(void)
     should_name_damage_that_good_records_follow();
     should_drop_a_damaged_or_unfinished_tail();
     should_pad_a_dead_claim_between_good_records();
+    should_cut_a_torn_tail_past_the_durable_point();
     printf("%s\n", failures ? "disk_test: FAILED" : "disk_test: ok");
     return failures ? 1 : 0;
 }

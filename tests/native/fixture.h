@@ -52,9 +52,9 @@ static int another_fd(struct fixture *f)
     return open(path, O_RDWR);
 }
 
-/* flags: SHMBUS_TOPIC_* of the topic (checksums, as on disk). */
+/* flags: SHMBUS_TOPIC_* of the topic (checksums, as on disk); fsync: SHMBUS_FSYNC_*. */
 static int setup_with(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t liveness_ns,
-                      uint32_t flags)
+                      uint32_t flags, uint32_t fsync)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->path, sizeof f->path, "/dev/shm/shmbus-ring-test-%d", getpid());
@@ -67,7 +67,8 @@ static int setup_with(struct fixture *f, uint64_t capacity, uint64_t slots, int6
     f->meta = shared(f->meta_size);
     f->part = shared(f->part_size);
     struct shmbus_topic_info info = {.partitions = 1, .capacity = capacity, .slot_count = slots,
-                                     .max_message_size = capacity, .flags = flags};
+                                     .max_message_size = capacity, .flags = flags,
+                                     .fsync = fsync};
     if (shmbus_partition_init(f->part, f->part_size, 0, capacity, slots) ||
         shmbus_meta_init(f->meta, f->meta_size, &info))
         return -1;
@@ -85,7 +86,7 @@ static int setup_with(struct fixture *f, uint64_t capacity, uint64_t slots, int6
 
 static int setup(struct fixture *f, uint64_t capacity, uint64_t slots, int64_t liveness_ns)
 {
-    return setup_with(f, capacity, slots, liveness_ns, 0);
+    return setup_with(f, capacity, slots, liveness_ns, 0, SHMBUS_FSYNC_NEVER);
 }
 
 static void teardown(struct fixture *f)
