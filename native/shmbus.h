@@ -197,15 +197,16 @@ void shmbus_wake_consumers(shmbus_topic *topic);
 /* Disk topics.  set_files gives the partitions' file descriptors, for syncs.
  * The first process to map a disk topic holds its open lock exclusively
  * (open_exclusive: 1 taken, 0 another process has the topic open) and recovers
- * every partition while nobody else can attach; then everyone holds it shared
- * (open_shared: SHMBUS_EBUSY if a recovery outlasts timeout_ns, 1 if the one
- * recovering died or gave up, and the caller has the exclusive lock: it
- * recovers, then calls open_shared again).  recover
+ * every partition while nobody else can attach, then holds it shared
+ * (open_recovered); everyone else holds it shared (open_shared: SHMBUS_EBUSY if
+ * a recovery outlasts timeout_ns; 1 if the one recovering died or gave up, and
+ * the exclusive lock is now the caller's, to recover).  recover
  * returns how many records of an incomplete tail it dropped, or SHMBUS_ECORRUPT
  * with *bad_offset the first damaged record that later good records follow. */
 int shmbus_topic_set_files(shmbus_topic *topic, const int *fds, uint32_t count);
 int shmbus_open_exclusive(int meta_fd);
 int shmbus_open_shared(int meta_fd, int64_t timeout_ns);
+int shmbus_open_recovered(int meta_fd);
 int64_t shmbus_recover(shmbus_topic *topic, uint32_t partition, uint64_t *bad_offset);
 /* CRC-32C, as records' checksums use it (continuing from crc; 0 to start). */
 uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t n);

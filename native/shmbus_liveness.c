@@ -60,28 +60,33 @@ int shmbus_open_exclusive(int fd)
     return shmbus_lock_try(fd, SHMBUS_LOCK_OPEN);
 }
 
-/* A shared lock over one this open file description holds exclusively
- * replaces it at once (no gap for another to recover in).  A process that waits
- * while another recovers tries for the exclusive lock again each time: if the
- * recoverer died (or gave up on a damaged segment), the topic is not recovered
- * yet, and 1 says it is this caller's to recover (it then calls this again). */
+/* A process that waits while another recovers tries for the exclusive lock
+ * first each time: once the recoverer died (or gave up on a damaged segment)
+ * nobody holds the byte, the topic is not recovered, and 1 says it is this
+ * caller's to recover (it then calls shmbus_open_recovered). */
 int shmbus_open_shared(int fd, int64_t timeout_ns)
 {
     int64_t deadline = shmbus_now_monotonic() + timeout_ns;
-    for (int first = 1;; first = 0) {
+    for (;;) {
+        int r = shmbus_lock_try(fd, SHMBUS_LOCK_OPEN);
+        if (r != 0)
+            return r;
         struct flock fl = lock_of(F_RDLCK, SHMBUS_LOCK_OPEN);
         if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
             return SHMBUS_OK;
         if (errno != EAGAIN && errno != EACCES)
             return SHMBUS_ESYS;
-        if (!first) {
-            int r = shmbus_lock_try(fd, SHMBUS_LOCK_OPEN);
-            if (r != 0)
-                return r;
-        }
         if (shmbus_now_monotonic() >= deadline)
             return SHMBUS_EBUSY;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* The exclusive lock becomes a shared one at once (no gap for another to
+ * recover in). */
+int shmbus_open_recovered(int fd)
+{
+    struct flock fl = lock_of(F_RDLCK, SHMBUS_LOCK_OPEN);
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? SHMBUS_OK : SHMBUS_ESYS;
 }

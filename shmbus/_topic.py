@@ -82,19 +82,19 @@ class TopicMap:
             self.handle = h
             if self.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL:
                 self.spill_fds = _spill.open_files(self.info["spill_dir"], bus, topic,
-                                                   self.partitions, self.info["mode"])
+                                                   self.partitions, self.info["mode"],
+                                                   os.fstat(meta.fd).st_uid)
                 check(lib.shmbus_topic_set_spill(h, ffi.new("int[]", self.spill_fds),
                                                  self.partitions))
             if disk:
                 check(lib.shmbus_topic_set_files(h, ffi.new("int[]", [s.fd for s in parts]),
                                                  self.partitions))
-                while True:  # until shared; recovering first if it falls to this process
-                    if first:
-                        recover(h, self.partitions, bus, topic)
+                if not first:  # it falls to this process if the one recovering dies
                     first = check(lib.shmbus_open_shared(meta.fd, int(RECOVERY_WAIT * 1e9)),
                                   f"topic {topic!r} (being recovered by another process)") == 1
-                    if not first:
-                        break
+                if first:
+                    recover(h, self.partitions, bus, topic)
+                    check(lib.shmbus_open_recovered(meta.fd), f"topic {topic!r}")
         except BaseException:
             if self.handle != ffi.NULL:
                 lib.shmbus_topic_detach(self.handle)

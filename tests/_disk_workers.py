@@ -60,3 +60,9 @@ def send_n(bus_name, path, topic, n, fsync_each=False, size=-1):
             p.send(payload(0, seq, size))
         p.flush()
     return n
+
+
+def open_topic(bus_name, path, topic):
+    """Opens a consumer of the topic (recovering it if it falls to this process)."""
+    with shmbus.Bus(bus_name, path=path) as bus, bus.consumer(topic, start="earliest"):
+        return True

@@ -26,3 +26,11 @@ def reader(bus_name, topic, group, ready, want, deadline=60.0):
         while len(got) < want and time.monotonic() < end:
             got += [parse(m.value) for m in c.poll_batch(500, timeout=0.1)]
     return got
+
+
+def send_values(bus_name, topic, values, ready=None):
+    """Sends each value (bytes); returns the offsets (None: spilled)."""
+    with shmbus.Bus(bus_name) as bus, bus.producer(topic) as p:
+        if ready is not None:
+            ready.set()
+        return [p.send(v).offset for v in values]

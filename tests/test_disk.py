@@ -4,6 +4,7 @@ tails, damaged and truncated files, and bad input.  Every wait is bounded."""
 import os
 import random
 import signal
+import threading
 import time
 import uuid
 
@@ -200,3 +201,74 @@ def test_bad_paths_and_options(tmp_path, bus):
     with pytest.raises(shmbus.ConfigError):
         shmbus.Bus("y", path=str(tmp_path / "ok")).create_topic("t", fsync="sometimes")
     assert bus.topics() == []
+
+
+def _stopped(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_recovery_whose_process_dies_is_taken_over(disk, procs):
+    """The first opener stops inside recovery holding the topic; a second waits,
+    and when the first is killed it recovers the topic itself (and finds the
+    damage) instead of opening it unrecovered."""
+    name, path = disk
+    with shmbus.Bus(name, path=path) as bus:
+        bus.create_topic("t", capacity=2**16)
+    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=100, size=64)
+    assert procs.result("fill") == 100
+    _flip(partition_file(path, name, "t"), where(name, path, "t", payload(0, 50, 64)) + 10)
+    procs.start("first", D + "open_topic", env={"SHMBUS_FAULT": "recover:stop"},
+                bus_name=name, path=path, topic="t")
+    pid = procs.procs["first"].pid
+    deadline = time.monotonic() + 30
+    while not _stopped(pid):
+        assert time.monotonic() < deadline, "the first opener never reached recovery"
+        time.sleep(0.01)
+    result = {}
+
+    def second():
+        try:
+            with shmbus.Bus(name, path=path) as bus:
+                bus.consumer("t", start="earliest").close()
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            result["error"] = e
+
+    t = threading.Thread(target=second, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive(), "the second opener did not wait for the recovery"
+    os.kill(pid, signal.SIGKILL)
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert isinstance(result.get("error"), shmbus.CorruptSegmentError)
+    assert "offset 50" in str(result["error"])
+
+
+def test_a_buffer_changed_while_it_is_sent_still_checksums(disk, procs):
+    """Another thread changes a bytearray during send: the record is whatever
+    was copied, and its checksum is of that copy, so the topic reopens."""
+    name, path = disk
+    with shmbus.Bus(name, path=path) as bus:
+        bus.create_topic("t", capacity=2**23, max_message_size=2**20)
+        buf = bytearray(256 * 1024)
+        stop = threading.Event()
+
+        def scribble():
+            i = 0
+            while not stop.is_set():
+                buf[i % len(buf)] ^= 0xFF
+                i += 4093
+
+        t = threading.Thread(target=scribble, daemon=True)
+        t.start()
+        try:
+            with bus.producer("t") as p:
+                for _ in range(20):
+                    p.send(buf)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+    procs.start("read", D + "read_all", bus_name=name, path=path, topic="t")
+    got, _, parts = procs.result("read")
+    assert len(got) == 20 and parts[0]["discarded"] == 0

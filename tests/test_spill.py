@@ -168,3 +168,67 @@ def test_spill_files_go_with_the_topic(bus, spill_dir):
     assert len(spill_files(spill_dir)) == 2
     bus.delete_topic("t")
     assert spill_files(spill_dir) == []
+
+
+def test_a_spill_file_that_vanished_is_counted_lost_not_blocking(bus, procs, spill_dir):
+    """A cleaner of the temporary directory removed the spill file while it held
+    messages: they are dropped and counted, and the partition goes on."""
+    bus.create_topic("t", capacity=4096, on_full="spill", spill_dir=spill_dir)
+    bus.consumer("t", group="g", start="earliest").close()
+    with bus.producer("t") as p:
+        for i in range(100):
+            p.send(payload(0, i, 40))
+    bus.close()  # nothing of this process keeps the old file open
+    for f in spill_files(spill_dir):
+        os.unlink(os.path.join(spill_dir, f))
+    procs.start("r", S + "send_n", bus_name=bus.name, topic="t", pid=0, n=0)
+    procs.result("r")
+    with shmbus.Bus(bus.name) as b:
+        with b.consumer("t", group="g") as c:
+            got = []
+            while True:
+                msgs = c.poll_batch(100, timeout=0.3)
+                if not msgs:
+                    break
+                got += [parse(m.value) for m in msgs]
+        assert got == [(0, i) for i in range(16)]
+        s = stats(b)
+        assert (s["spill_lost"], s["spill_waiting"]) == (84, 0)
+        with b.producer("t") as p:
+            assert p.send(b"after").offset == 16
+
+
+def test_a_send_that_looked_before_the_spill_began_does_not_double_a_moved_record(
+        bus, procs, spawn, spill_dir):
+    """Producer X finds no spill and stops before claiming; meanwhile S is
+    spilled and a mover dies between committing S in the ring and counting it
+    moved; X then claims after S.  The next holder must find S behind X's
+    record, and S is read once."""
+    bus.create_topic("t", capacity=4096, on_full="spill", spill_dir=spill_dir)
+    bus.consumer("t", group="g", start="earliest").close()
+    with bus.producer("t") as p:
+        for i in range(16):
+            assert p.send(b"B%d" % i).offset == i
+    ready = spawn.Event()
+    procs.start("x", S + "send_values", env={"SHMBUS_FAULT": "send_checked:sleep:3000"},
+                bus_name=bus.name, topic="t", values=[b"X"], ready=ready)
+    wait_ready(ready)
+    time.sleep(0.5)  # X is asleep between its look at the spill and its claim
+    with bus.producer("t") as p:
+        assert p.send(b"S").offset is None
+    with bus.consumer("t", group="g") as c:
+        assert len(c.poll_batch(5, timeout=1)) == 5
+    procs.start("mover", S + "send_values", env={"SHMBUS_FAULT": "spill_move:kill"},
+                bus_name=bus.name, topic="t", values=[b"T"])
+    assert procs.join("mover", timeout=30) == -signal.SIGKILL
+    assert procs.result("x", timeout=30) == [17]  # after S, at 16
+    with bus.producer("t") as p:
+        p.send(b"U")
+    with bus.consumer("t", group="g") as c:
+        got = []
+        while True:
+            msgs = c.poll_batch(100, timeout=0.3)
+            if not msgs:
+                break
+            got += [m.value for m in msgs]
+    assert got == [b"B%d" % i for i in range(5, 16)] + [b"S", b"X", b"U"]
