@@ -77,8 +77,9 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
     /* under retention=log a reader may go back below what the groups hold */
-    c->passable = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
-    c->may_lap = c->passable || t->retention == SHMBUS_RETENTION_LOG;
+    c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
+                 t->retention == SHMBUS_RETENTION_LOG;
+    c->passable = c->may_lap && t->retention != SHMBUS_RETENTION_LOG;
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;
@@ -140,7 +141,10 @@ int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group
         /* what the head passed while this group was behind it (drop_oldest, or
          * an untethered group) is gone for it, done or not; the bytes below the
          * head are free whatever this group says */
-        uint64_t head = may_be_passed(t, group) ? load_acquire(&r->p->head.offset) : 0;
+        /* (a tracked group under retention=log reads what the log kept there) */
+        uint64_t head = may_be_passed(t, group) && !(tracked && t->retention == SHMBUS_RETENTION_LOG)
+                            ? load_acquire(&r->p->head.offset)
+                            : 0;
         if (off < head) {
             off = head < upto ? head : upto;
             uint64_t head_pos = load_acquire(&r->p->head.position);

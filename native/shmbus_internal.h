@@ -81,8 +81,9 @@ struct shmbus_consumer {
     int tethered;
     int may_lap; /* a producer may overwrite what it has not read: untethered, drop_oldest, or
                   * retention=log (a replay below the head) */
-    int passable; /* the head may pass the group (untethered, drop_oldest): what lies below
-                   * the head is over for it.  Under retention=log it is there to read */
+    int passable; /* the head may pass the group (untethered, drop_oldest) and what lies
+                   * below the head is over for it; not under retention=log, where it
+                   * is there to read until a later lap takes it */
     int manual;
     int by_partition;
     uint32_t max_deliveries; /* 0: no limit */

@@ -1,11 +1,10 @@
 """Dead letters: a message that failed ``max_deliveries`` times is published to the
 group's dead-letter topic with headers that say why, then marked done.
 
-The dead-letter topic is created when missing, with ``on_full="drop_oldest"``
-(as API.md decides): a full dead-letter topic overwrites its oldest dead letters
-rather than stall the group.  It keeps ``retention="consumed"`` for now (API.md
-says ``"log"``): named groups cannot read a log topic yet, and a dead-letter
-topic is usually drained by one.  Without a ``dead_letter`` topic the message is dropped and
+The dead-letter topic is created when missing, with ``retention="log"`` and
+``on_full="drop_oldest"`` (as API.md decides): dead letters stay for whoever
+comes to look, and a full dead-letter topic overwrites its oldest ones rather
+than stall the group.  Without a ``dead_letter`` topic the message is dropped and
 counted as dead-lettered, as RabbitMQ does without a dead-letter exchange."""
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
@@ -23,6 +22,7 @@ REASONS = {
     lib.SHMBUS_REASON_MEMBER_LEFT: "member_left",
 }
 ON_FULL = "drop_oldest"
+RETENTION = "log"
 MAX_ERROR = 1000  # characters of a nack's error kept in shmbus.error
 MAX_REMEMBERED = 10000  # nack errors remembered per consumer
 
@@ -36,7 +36,7 @@ def open_producer(bus, topic: str) -> "Producer":
     try:
         return bus.producer(topic)
     except TopicNotFoundError:
-        bus.create_topic(topic, on_full=ON_FULL, exist_ok=True)
+        bus.create_topic(topic, on_full=ON_FULL, retention=RETENTION, exist_ok=True)
         return bus.producer(topic)
 
 

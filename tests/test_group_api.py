@@ -253,7 +253,10 @@ def test_dead_letter_keeps_key_and_headers(bus, topic):
         h = m.headers
         assert h["type"] == "order" and h["shmbus.error"] == "boom"
         assert h["shmbus.reason"] == "nack" and h["shmbus.delivery_count"] == "1"
-    assert bus.topic_info("dead")["on_full"] == "drop_oldest"  # dead letters never stall
+    info = bus.topic_info("dead")
+    assert (info["on_full"], info["retention"]) == ("drop_oldest", "log")  # never stalls
+    with bus.consumer("dead", group="inspectors", start="earliest") as d:  # a group reads it
+        assert d.poll(timeout=1).value == b"bad"
 
 
 def test_named_group_persists_and_a_new_group_starts_as_asked(bus, topic):
