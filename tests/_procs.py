@@ -10,6 +10,28 @@ import _workers
 RESULT_WAIT = 60.0
 
 
+class Flag:
+    """A flag the parent sets and children poll, that a SIGKILLed child cannot
+    break.  A multiprocessing.Event takes a lock in is_set(): a child killed
+    holding it blocks every other process that touches the Event, forever (the
+    very failure shmbus exists to avoid; it once hung a soak)."""
+
+    def __init__(self, ctx):
+        self._v = ctx.RawValue("b", 0)
+
+    def set(self):
+        self._v.value = 1
+
+    def is_set(self):
+        return bool(self._v.value)
+
+    def wait(self, timeout):
+        end = time.monotonic() + timeout
+        while not self._v.value and time.monotonic() < end:
+            time.sleep(0.01)
+        return bool(self._v.value)
+
+
 class Procs:
     """Children started with the spawn context; their results come back on one
     queue, tagged with the child's label."""

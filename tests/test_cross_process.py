@@ -18,7 +18,7 @@ import pytest
 import shmbus
 
 import _workers
-from _procs import wait_ready, wait_until
+from _procs import Flag, wait_ready, wait_until
 from _workers import payload
 
 LIVENESS = 1.0   # the bus's default liveness timeout
@@ -442,7 +442,7 @@ def test_dead_claim_space_is_freed(bus, bus_name, procs, spawn):
 def test_consumer_killed_unblocks_a_blocked_producer(bus, bus_name, procs, spawn):
     n = 200
     bus.create_topic("dead", capacity=4096, on_full="block")
-    ready, stop = spawn.Event(), spawn.Event()
+    ready, stop = spawn.Event(), Flag(spawn)
     victim = procs.start("victim", "idle_consumer", bus_name=bus_name, topic="dead",
                          ready=ready, stop=stop)
     wait_ready(ready)
@@ -497,7 +497,7 @@ def test_consumer_killed_unblocks_a_blocked_producer(bus, bus_name, procs, spawn
 @pytest.mark.timeout(60)
 def test_consumer_killed_stops_holding_back_non_blocking_producers(bus, bus_name, procs, spawn):
     bus.create_topic("dead", capacity=4096, on_full="drop_newest")
-    ready, stop = spawn.Event(), spawn.Event()
+    ready, stop = spawn.Event(), Flag(spawn)
     victim = procs.start("victim", "idle_consumer", bus_name=bus_name, topic="dead",
                          ready=ready, stop=stop)
     wait_ready(ready)
@@ -568,7 +568,7 @@ def test_what_a_departed_subscriber_consumed_is_not_delivered_again(bus, bus_nam
 def test_close_from_another_thread_ends_iteration_quietly(bus, bus_name, procs, spawn, stream):
     bus.create_topic("cl", capacity=64 * 1024)
     c = bus.consumer("cl", start="latest")
-    stop = spawn.Event()
+    stop = Flag(spawn)
     try:
         if stream:
             ready = spawn.Event()

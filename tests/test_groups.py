@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from _procs import wait_ready, wait_until
+from _procs import Flag, wait_ready, wait_until
 
 W = "_group_workers:"
 pytestmark = pytest.mark.timeout(180)
@@ -44,7 +44,7 @@ def publish(bus, topic, values, partitions=1):
 def test_three_members_share_100k_messages_exactly_once(bus, procs, spawn, ack):
     n = 100_000
     bus.create_topic("jobs", partitions=2, capacity=2**20)
-    stop = spawn.Event()
+    stop = Flag(spawn)
     readies = [spawn.Event() for _ in range(3)]
     for k in range(3):
         procs.start(f"m{k}", W + "member", bus_name=bus.name, topic="jobs", group="workers",
@@ -74,7 +74,7 @@ def test_member_preempted_between_reading_committed_and_cursor(bus, procs, spawn
     reports the segment corrupt, and nothing is lost or doubled."""
     n = 20_000
     bus.create_topic("jobs", capacity=2**20)
-    stop = spawn.Event()
+    stop = Flag(spawn)
     readies = [spawn.Event() for _ in range(3)]
     for k in range(3):
         env = {"SHMBUS_FAULT": "window_read:sleep:1"} if k == 0 else None
@@ -94,7 +94,7 @@ def test_member_preempted_between_reading_committed_and_cursor(bus, procs, spawn
 def test_two_groups_each_get_every_message(bus, procs, spawn):
     n = 20_000
     bus.create_topic("t", capacity=2**20)
-    stop = spawn.Event()
+    stop = Flag(spawn)
     readies = [spawn.Event() for _ in range(3)]
     for k, group in enumerate(["a", "a", "b"]):
         procs.start(f"m{k}", W + "member", bus_name=bus.name, topic="t", group=group,
@@ -139,7 +139,7 @@ def test_killed_member_unacked_messages_go_to_another(bus, procs, spawn):
 def test_poison_message_goes_to_dead_letters_and_the_rest_flows(bus, procs, spawn):
     n, poison, max_deliveries = 300, 17, 3
     bus.create_topic("t", capacity=2**16)
-    stop = spawn.Event()
+    stop = Flag(spawn)
     readies = [spawn.Event() for _ in range(2)]
     for k in range(2):
         procs.start(f"m{k}", W + "poison_member", bus_name=bus.name, topic="t", group="g",
@@ -202,7 +202,7 @@ def test_partition_ordering_holds_through_join_and_kill(bus, procs, spawn):
     keys = [f"k{i}" for i in range(16)]
     per_key = 400
     bus.create_topic("t", partitions=4, capacity=2**20)
-    stop, go = spawn.Event(), spawn.Event()
+    stop, go = Flag(spawn), spawn.Event()
     records = Records(bus)
     ready = {name: spawn.Event() for name in ("a", "b", "c")}
     for name in ("a", "b"):
@@ -267,7 +267,7 @@ def test_members_killed_at_random_lose_nothing(bus, procs, spawn):
     once, and the group drains."""
     n = 30_000
     bus.create_topic("t", partitions=2, capacity=2**18)
-    stop = spawn.Event()
+    stop = Flag(spawn)
     records = Records(bus)
     got = records.got
 
@@ -350,7 +350,7 @@ def test_group_on_drop_oldest_topic_never_blocks_the_producer(bus, procs, spawn)
     with every message either delivered once or counted lost."""
     n = 30_000
     bus.create_topic("t", capacity=2**14, on_full="drop_oldest")
-    stop = spawn.Event()
+    stop = Flag(spawn)
     readies = [spawn.Event() for _ in range(2)]
     for k in range(2):
         procs.start(f"m{k}", W + "member", bus_name=bus.name, topic="t", group="g",

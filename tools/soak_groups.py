@@ -30,7 +30,7 @@ def member(bus_name, ordering, stop):
     with shmbus.Bus(bus_name) as bus, bus.producer("records") as out, \
             bus.consumer("work", group="g", ordering=ordering, ack="manual", start="earliest",
                          ack_timeout=30.0) as c:
-        while not stop.is_set():
+        while not stop.value:
             msgs = c.poll_batch(random.choice((1, 7, 50)), timeout=0.05)
             if msgs:
                 out.send(pickle.dumps([(m.value, time.monotonic_ns()) for m in msgs]))
@@ -80,7 +80,9 @@ def one_round(ordering, per_key, kills, rng):
         bus.create_topic("records", capacity=2**23)
         got, early = [], []
         with bus.consumer("records", start="earliest") as rec:
-            stop = ctx.Event()
+            # not an Event: is_set() takes a lock, and a member killed holding
+            # it would block every process that touches the Event (it did)
+            stop = ctx.RawValue("b", 0)
 
             def start_member():
                 p = ctx.Process(target=member, args=(name, ordering, stop), daemon=True)
@@ -112,7 +114,7 @@ def one_round(ordering, per_key, kills, rng):
                 for m in rec.poll_batch(1000, timeout=0.05):
                     got.extend(pickle.loads(m.value))
             g = next(g for g in bus.stats("work")["groups"] if g["name"] == "g")
-            stop.set()
+            stop.value = 1
             for p in procs:
                 p.join(10)
             for m in rec.poll_batch(65536, timeout=0.2):
