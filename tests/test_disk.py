@@ -134,6 +134,16 @@ def test_incomplete_tail_is_discarded_and_counted(disk, procs):
     assert got == [(0, i) for i in range(3)] and parts[0]["published"] == 23
 
 
+def filled(disk, procs, n, size, **topic):
+    """(bus name, path) of the disk bus with topic "t" holding payload(0, 0..n-1, size)."""
+    name, path = disk
+    with shmbus.Bus(name, path=path) as bus:
+        bus.create_topic("t", **topic)
+    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=n, size=size)
+    assert procs.result("fill") == n
+    return name, path
+
+
 def _flip(file, at):
     with open(file, "r+b") as f:
         f.seek(at)
@@ -143,11 +153,7 @@ def _flip(file, at):
 
 
 def test_flipped_byte_in_the_middle_raises_naming_the_offset(disk, procs):
-    name, path = disk
-    with shmbus.Bus(name, path=path) as bus:
-        bus.create_topic("t", capacity=2**16)
-    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=100, size=64)
-    assert procs.result("fill") == 100
+    name, path = filled(disk, procs, 100, 64, capacity=2**16)
     at = where(name, path, "t", payload(0, 50, 64))
     _flip(partition_file(path, name, "t"), at + 10)
     with shmbus.Bus(name, path=path) as bus:
@@ -161,11 +167,7 @@ def test_flipped_byte_in_the_middle_raises_naming_the_offset(disk, procs):
 
 
 def test_flipped_byte_in_the_last_record_drops_only_it(disk, procs):
-    name, path = disk
-    with shmbus.Bus(name, path=path) as bus:
-        bus.create_topic("t", capacity=2**16)
-    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=100, size=64)
-    assert procs.result("fill") == 100
+    name, path = filled(disk, procs, 100, 64, capacity=2**16)
     _flip(partition_file(path, name, "t"), where(name, path, "t", payload(0, 99, 64)))
     procs.start("read", D + "read_all", bus_name=name, path=path, topic="t")
     got, _, parts = procs.result("read")
@@ -173,11 +175,7 @@ def test_flipped_byte_in_the_last_record_drops_only_it(disk, procs):
 
 
 def test_truncated_file_keeps_its_longest_valid_prefix(disk, procs):
-    name, path = disk
-    with shmbus.Bus(name, path=path) as bus:
-        bus.create_topic("t", capacity=2**16)
-    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=200, size=100)
-    assert procs.result("fill") == 200
+    name, path = filled(disk, procs, 200, 100, capacity=2**16)
     cut = where(name, path, "t", payload(0, 120, 100)) + 50
     os.truncate(partition_file(path, name, "t"), cut)
     procs.start("read", D + "read_all", bus_name=name, path=path, topic="t")
@@ -212,11 +210,7 @@ def test_a_recovery_whose_process_dies_is_taken_over(disk, procs):
     """The first opener stops inside recovery holding the topic; a second waits,
     and when the first is killed it recovers the topic itself (and finds the
     damage) instead of opening it unrecovered."""
-    name, path = disk
-    with shmbus.Bus(name, path=path) as bus:
-        bus.create_topic("t", capacity=2**16)
-    procs.start("fill", D + "send_n", bus_name=name, path=path, topic="t", n=100, size=64)
-    assert procs.result("fill") == 100
+    name, path = filled(disk, procs, 100, 64, capacity=2**16)
     _flip(partition_file(path, name, "t"), where(name, path, "t", payload(0, 50, 64)) + 10)
     procs.start("first", D + "open_topic", env={"SHMBUS_FAULT": "recover:stop"},
                 bus_name=name, path=path, topic="t")

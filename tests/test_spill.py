@@ -30,6 +30,17 @@ def stats(bus, topic="t", i=0):
     return bus.stats(topic)["partitions"][i]
 
 
+def read_group(bus, group, value=lambda m: parse(m.value), topic="t"):
+    """Everything the group gets until the topic is quiet for 0.3 s."""
+    got = []
+    with bus.consumer(topic, group=group) as c:
+        while True:
+            msgs = c.poll_batch(300, timeout=0.3)
+            if not msgs:
+                return got
+            got += [value(m) for m in msgs]
+
+
 def test_stopped_reader_producer_goes_past_capacity_then_everything_in_order(
         bus, procs, spawn, spill_dir):
     n = 5000
@@ -77,13 +88,7 @@ def test_messages_wait_in_the_spill_for_a_group_that_comes_back(bus, spill_dir):
         offsets = [p.send(payload(0, i, 40)).offset for i in range(1000)]
         assert offsets[:16] == list(range(16)) and set(offsets[16:]) == {None}
         assert p.send_many([payload(0, i, 40) for i in range(1000, 1500)]) == 500
-    with bus.consumer("t", group="late") as c:
-        got = []
-        while True:
-            msgs = c.poll_batch(300, timeout=0.3)
-            if not msgs:
-                break
-            got += [parse(m.value) for m in msgs]
+    got = read_group(bus, "late")
     assert got == [(0, i) for i in range(1500)]
 
 
@@ -96,13 +101,7 @@ def test_spill_quota_raises_bus_full_and_keeps_what_it_holds(bus, spill_dir):
             p.send(payload(0, sent, 100))
             sent += 1
     assert 16 + 10_000 // 160 <= sent <= 16 + 10_000 // 100
-    with bus.consumer("t", group="g") as c:
-        got = []
-        while True:
-            msgs = c.poll_batch(100, timeout=0.3)
-            if not msgs:
-                break
-            got += [parse(m.value) for m in msgs]
+    got = read_group(bus, "g")
     assert got == [(0, i) for i in range(sent)]
 
 
@@ -184,13 +183,7 @@ def test_a_spill_file_that_vanished_is_counted_lost_not_blocking(bus, procs, spi
     procs.start("r", S + "send_n", bus_name=bus.name, topic="t", pid=0, n=0)
     procs.result("r")
     with shmbus.Bus(bus.name) as b:
-        with b.consumer("t", group="g") as c:
-            got = []
-            while True:
-                msgs = c.poll_batch(100, timeout=0.3)
-                if not msgs:
-                    break
-                got += [parse(m.value) for m in msgs]
+        got = read_group(b, "g")
         assert got == [(0, i) for i in range(16)]
         s = stats(b)
         assert (s["spill_lost"], s["spill_waiting"]) == (84, 0)
@@ -224,11 +217,5 @@ def test_a_send_that_looked_before_the_spill_began_does_not_double_a_moved_recor
     assert procs.result("x", timeout=30) == [17]  # after S, at 16
     with bus.producer("t") as p:
         p.send(b"U")
-    with bus.consumer("t", group="g") as c:
-        got = []
-        while True:
-            msgs = c.poll_batch(100, timeout=0.3)
-            if not msgs:
-                break
-            got += [m.value for m in msgs]
+    got = read_group(bus, "g", value=lambda m: m.value)
     assert got == [b"B%d" % i for i in range(5, 16)] + [b"S", b"X", b"U"]
