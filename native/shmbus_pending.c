@@ -148,7 +148,9 @@ static int deliver(shmbus_consumer *c, uint32_t i, struct shmbus_pending *e, uin
         if (load_relaxed(&s->seq) != off + 1 ||
             (filled == SHMBUS_OK && shmbus_bytes_gone(c->topic, r, out[SHMBUS_D_POSITION]))) {
             struct entry v = {off, word};
-            entry_cas(e, v, off, DONE_WORD);
+            if (entry_cas(e, v, off, DONE_WORD))
+                shmbus_advance_committed(c->topic, i, c->group,
+                                         load_acquire(&r->p->groups[c->group].cursor), 1);
             if (count <= 1) { /* a redelivery was delivered once: not lost */
                 fetch_add(&r->p->groups[c->group].lost, 1);
                 c->parts[i].lost++;
@@ -297,7 +299,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     uint64_t deadline = c->manual ? later_ms(now, c->ack_timeout_ns) : 0;
     uint64_t word = SHMBUS_P_WORD(SHMBUS_P_DELIVERED, 0, 0, c->member, c->incarnation, 1, deadline);
     uint32_t n = 0;
-    int err = SHMBUS_OK;
+    int err = SHMBUS_OK, passed = 0;
     while (n < room) {
         uint64_t committed = load_acquire(&gl->committed_offset);
         FAULT_POINT(SHMBUS_FAULT_WINDOW_READ);
@@ -372,6 +374,7 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
                 move_cursor(gl, cur);
                 fetch_add(&gl->lost, 1);
                 c->parts[i].lost++;
+                passed = 1;
                 continue;
             }
             if (shmbus_stuck_at(c, i, cur))
@@ -393,6 +396,8 @@ static int take_new(shmbus_consumer *c, uint32_t i, uint64_t now, uint64_t *out,
     }
     if (n)
         fetch_add(&gl->delivered, n);
+    if (passed) /* offsets a later lap took are done: the committed point moves over them */
+        shmbus_advance_committed(c->topic, i, c->group, load_acquire(&gl->cursor), 1);
     return n ? (int)n : err;
 }
 
@@ -671,17 +676,21 @@ void shmbus_release_all(shmbus_consumer *c)
         struct shmbus_group_line *gl = &r->p->groups[c->group];
         uint64_t from, end;
         window_of(r, gl, c->passable, &from, &end);
+        int changed = 0;
         for (uint64_t off = from; off < end; off++) {
             struct shmbus_pending *e = entry_at(r, c->group, off);
             struct entry v = entry_load(e);
             if (v.offset != off || !is_mine(c, v.word))
                 continue;
-            if (c->manual)
-                failed |= fail(c, r, e, v, SHMBUS_REASON_MEMBER_LEFT, now, now);
-            else
-                entry_cas(e, v, off, DONE_WORD);
+            int k = c->manual ? fail(c, r, e, v, SHMBUS_REASON_MEMBER_LEFT, now, now)
+                              : entry_cas(e, v, off, DONE_WORD);
+            failed |= c->manual && k;
+            changed |= k;
         }
-        shmbus_advance_committed(t, i, c->group, end, 1);
+        /* only where this member held something: elsewhere the partition's
+         * reader moves it, and may be seeking it right now */
+        if (changed)
+            shmbus_advance_committed(t, i, c->group, end, 1);
     }
     c->unreleased_count = 0;
     if (failed)
@@ -767,6 +776,9 @@ int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t i, uint64_t offset)
                  !c->parts[i].leaving);
     if (!alone)
         return SHMBUS_EBUSY;
+    /* the head as the groups have it now, before this one goes back: a seek to
+     * what lies below it holds nothing (the head is otherwise raised lazily) */
+    shmbus_ring_free_point(t, i);
     uint64_t oldest = c->may_lap ? shmbus_retained_start(t, i) : load_acquire(&gl->committed_offset);
     if (offset < oldest)
         offset = oldest;

@@ -5,22 +5,23 @@
 #include "shmbus_liveness.h"
 #include "shmbus_wait.h"
 
-/* Minimum committed point over the tethered groups; 0 when there is none.  On a
+/* Minimum committed point over the tethered groups: 1 found, 0 when there is
+ * no tethered group, 2 when every one is a replay below the head (below).  On a
  * drop_oldest topic a group left behind the head counts at the head: what lies
- * below is gone for it anyway.  Under retention=log a group below the head is
- * replaying what the log kept there: it holds nothing (its readers check what
- * they read), or the head could never pass it. */
+ * below is gone for it anyway.  Under retention=log a group that tracks its
+ * deliveries and is below the head is replaying what the log kept there: it
+ * holds nothing (its readers check what they read), or a replay would stop the
+ * topic.  Elsewhere a group's point below the head is one that joined as the
+ * head moved, and must hold. */
 static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shmbus_limit *out)
 {
     uint64_t mask = load_acquire(&t->meta->masks.tethered);
     if (!mask)
         return 0;
-    /* elsewhere a group's point below the head is one that joined as the head
-     * moved, and must hold */
     int clamp = t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
-    int log = t->retention == SHMBUS_RETENTION_LOG;
-    uint64_t head_pos = clamp || log ? load_acquire(&p->head.position) : 0;
-    uint64_t head_off = clamp || log ? load_acquire(&p->head.offset) : 0;
+    int replays = !clamp && t->retention == SHMBUS_RETENTION_LOG;
+    uint64_t head_pos = clamp || replays ? load_acquire(&p->head.position) : 0;
+    uint64_t head_off = clamp || replays ? load_acquire(&p->head.offset) : 0;
     int found = 0;
     out->position = UINT64_MAX;
     out->offset = UINT64_MAX;
@@ -29,34 +30,45 @@ static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shm
         mask &= mask - 1;
         uint64_t pos = load_acquire(&p->groups[g].committed_position);
         uint64_t off = load_acquire(&p->groups[g].committed_offset);
-        if (log && !clamp && off < head_off)
+        const struct shmbus_group_record *rec = &t->meta->groups[g];
+        if (replays && off < head_off && (rec->name_len > 0 || rec->ack == SHMBUS_ACK_MANUAL))
             continue;
-        pos = pos > head_pos ? pos : head_pos;
-        off = off > head_off ? off : head_off;
+        if (clamp) {
+            pos = pos > head_pos ? pos : head_pos;
+            off = off > head_off ? off : head_off;
+        }
         if (pos < out->position)
             out->position = pos;
         if (off < out->offset)
             out->offset = off;
         found = 1;
     }
-    return found;
+    return found ? 1 : 2;
 }
 
 /* A group joins by publishing its committed point, then its mask bit, then
  * reading the head.  Scanning again after raising the head means a group that
- * joined meanwhile is either seen here or reads the raised head. */
+ * joined meanwhile is either seen here or reads the raised head.  When every
+ * tethered group is replaying below the head, nothing is held: the head goes
+ * to the tail. */
 struct shmbus_limit shmbus_ring_free_point(shmbus_topic *t, uint32_t partition)
 {
     struct shmbus_partition *p = t->rings[partition].p;
     struct shmbus_limit lim, again;
-    if (!slowest_group(t, p, &lim)) {
+    int found = slowest_group(t, p, &lim);
+    if (!found) {
         lim.position = load_acquire(&p->head.position);
         lim.offset = load_acquire(&p->head.offset);
         return lim;
     }
+    if (found == 2) {
+        struct shmbus_point tail = point_load(&p->tail.tail);
+        lim.position = tail.position;
+        lim.offset = tail.offset;
+    }
     store_max(&p->head.position, lim.position);
     store_max(&p->head.offset, lim.offset);
-    if (slowest_group(t, p, &again)) {
+    if (slowest_group(t, p, &again) == 1) {
         if (again.position < lim.position)
             lim.position = again.position;
         if (again.offset < lim.offset)

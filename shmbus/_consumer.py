@@ -65,7 +65,7 @@ class Consumer(Handle):
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
                  "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
-                 "_drainer", "_ordering")
+                 "_drainer", "_ordering", "_gens")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -93,6 +93,9 @@ class Consumer(Handle):
         self._unread: Any = None
         self._manual = ack == "manual"
         self._ordering = ordering
+        # seeks per partition: a fetch's deliveries carry the tuple current then
+        # (as the last item of its list), and an ack of what a seek abandoned does nothing
+        self._gens = (0,) * topic.partitions
         self._maps = topic.maps
         self._views = topic.views
         self._dead = DeadLetters(dead_letter, group, open_producer)
@@ -190,6 +193,7 @@ class Consumer(Handle):
             self._busy = False
             if self._closing:
                 self._release()
+        flat.append(self._gens)
         self._flat = flat
         self._i = self._n = _FIELDS
         self._held = 0
@@ -227,6 +231,7 @@ class Consumer(Handle):
                         if timeout == 0 or (deadline is not None and time.monotonic() >= deadline):
                             return 0
                         continue
+                flat.append(self._gens)
                 self._flat = flat
                 self._n = n * _FIELDS
                 self._held = 0
@@ -339,7 +344,8 @@ class Consumer(Handle):
                 if self._h is None:
                     raise ClosedError("consumer is closed")
                 f[i + _FLAGS] |= ACKED
-                _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
+                if f[-1] is self._gens or self._not_abandoned(f, i):
+                    _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
             return
         if self._h is None:
             raise ClosedError("consumer is closed")
@@ -360,6 +366,8 @@ class Consumer(Handle):
             f, i = m._f, m._i
             if not f[i + _FLAGS] & ACKED:
                 f[i + _FLAGS] |= ACKED
+                if f[-1] is not self._gens and not self._not_abandoned(f, i):
+                    continue
                 pairs[n] = f[i + _PARTITION]
                 pairs[n + 1] = f[i + _OFFSET]
                 n += 2
@@ -385,9 +393,16 @@ class Consumer(Handle):
         if f[i + _FLAGS] & ACKED:
             return
         f[i + _FLAGS] |= ACKED
+        if f[-1] is not self._gens and not self._not_abandoned(f, i):
+            return
         if error is not None:
             self._dead.remember(f[i + _PARTITION], f[i + _OFFSET], str(error))
         lib.shmbus_nack(self._h, f[i + _PARTITION], f[i + _OFFSET], int(delay * 1e9))
+
+    def _not_abandoned(self, f: List[Any], i: int) -> bool:
+        """Whether no seek of its partition came since the delivery at f[i]."""
+        p = f[i + _PARTITION]
+        return f[-1][p] == self._gens[p]
 
     def _own(self, m: Any) -> None:
         if not isinstance(m, Message):
@@ -426,6 +441,7 @@ class Consumer(Handle):
         if lib.shmbus_seek(h, partition, offset) == lib.SHMBUS_EBUSY:
             raise ConfigError(f"partition {partition} of {self.topic!r} is not this consumer's to "
                               "move now: under ordering='partition' only its owner seeks it")
+        self._seeked(partition)
 
     def seek_to_beginning(self) -> None:
         """Every partition from its oldest message still retained."""
@@ -447,7 +463,13 @@ class Consumer(Handle):
         h = self._seekable()
         self._drop_fetched()
         for i in range(len(self._maps)):
-            lib.shmbus_seek(h, i, offset_of(self._map.handle, i))
+            if lib.shmbus_seek(h, i, offset_of(self._map.handle, i)) >= 0:
+                self._seeked(i)
+
+    def _seeked(self, partition: int) -> None:
+        gens = list(self._gens)
+        gens[partition] += 1
+        self._gens = tuple(gens)
 
     def _drop_fetched(self) -> None:
         """Deliveries fetched and not handed out go (back to a named group)."""

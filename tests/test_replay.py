@@ -151,3 +151,43 @@ def test_manual_private_consumer_seeks(bus):
         assert drain(c, ack=True) == list(range(15, 20))
         c.seek_to_time(0)
         assert drain(c)[:2] == [0, 1]
+
+
+def test_acking_what_a_seek_abandoned_does_nothing(bus):
+    bus.create_topic("t", capacity=2**16, retention="log")
+    send(bus, "t", range(10))
+    with bus.consumer("t", group="g", start="earliest", ack="manual") as c:
+        old = c.poll_batch(10, timeout=1)
+        assert [int(m.value) for m in old] == list(range(10))
+        c.seek(0, 0)
+        again = c.poll_batch(10, timeout=1)
+        assert [int(m.value) for m in again] == list(range(10))
+        c.ack(old)  # the replay is not done by the old messages' acks
+        c.ack(old[0])
+        c.nack(old[1])
+        assert committed(bus, "t", "g") == 0
+        c.ack(again)
+        assert committed(bus, "t", "g") == 10
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_seek_back_on_a_log_topic_never_holds_the_producers(bus, others):
+    """With or without another group, a group that goes back below what the
+    groups consumed holds nothing: the producer laps it."""
+    bus.create_topic("t", capacity=2**12, retention="log", max_messages=64)
+    groups = [bus.consumer("t", group=f"o{k}", start="earliest") for k in range(others)]
+    try:
+        with bus.consumer("t", group="g", start="earliest", ack="manual") as c:
+            send(bus, "t", range(60))
+            c.ack(c.poll_batch(60, timeout=1))
+            for o in groups:
+                assert len(drain(o)) == 60
+            c.seek(0, 0)
+            with bus.producer("t", timeout=2.0) as p:  # BusFull after 2 s if held
+                for v in range(60, 400):
+                    p.send(b"%d" % v)
+                    for o in groups:
+                        o.poll_batch(100, timeout=0)
+    finally:
+        for o in groups:
+            o.close()
