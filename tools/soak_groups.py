@@ -6,6 +6,7 @@ completing and counting them), and, under ordering="partition", each key
 processed in order but for replays of what a killed member held.
 
     python tools/soak_groups.py [--seconds 300] [--ordering none|partition|both]
+                                [--retention consumed|log]
 
 Members publish what they processed to a topic before acking it, so a kill loses
 no record of it.  Exit status 0 when every round held, 1 otherwise.
@@ -70,13 +71,13 @@ def check(records, per_key, ordering):
     return problems
 
 
-def one_round(ordering, per_key, kills, rng):
+def one_round(ordering, per_key, kills, rng, retention="consumed"):
     name = f"soak-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     ctx = mp.get_context("spawn")
     bus = shmbus.Bus(name)
     procs = []
     try:
-        bus.create_topic("work", partitions=4, capacity=2**18)
+        bus.create_topic("work", partitions=4, capacity=2**18, retention=retention)
         bus.create_topic("records", capacity=2**23)
         got, early = [], []
         with bus.consumer("records", start="earliest") as rec:
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--per-key", type=int, default=2000)
     ap.add_argument("--kills", type=int, default=6)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--retention", choices=("consumed", "log"), default="consumed")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
     print(f"seed {seed}")
     while time.monotonic() < end:
         ordering = orderings[rounds % len(orderings)]
-        problems, g = one_round(ordering, args.per_key, args.kills, rng)
+        problems, g = one_round(ordering, args.per_key, args.kills, rng, args.retention)
         rounds += 1
         status = "ok" if not problems else "FAILED"
         print(f"round {rounds} ordering={ordering}: {status}; delivered {g['delivered']}, "
