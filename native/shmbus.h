@@ -28,7 +28,7 @@ enum shmbus_result {
 };
 
 enum shmbus_limits {
-    SHMBUS_LAYOUT_VERSION = 3,
+    SHMBUS_LAYOUT_VERSION = 4,
     SHMBUS_MAX_NAME = 100,
     SHMBUS_MAX_KEY_SIZE = 1024,
     SHMBUS_MAX_HEADERS_SIZE = 16384,
@@ -165,6 +165,8 @@ struct shmbus_group_stats {
     uint64_t redelivered;
     uint64_t dead_lettered;
     uint64_t lost;
+    uint64_t recovered_deliveries;
+    uint64_t recovered_owners;
     uint64_t pending; /* handed out or waiting to go again, not yet done */
     int64_t owner;    /* ordering=partition: the owning member entry, or -1 */
 };
@@ -183,6 +185,14 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
 int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t capacity,
                           uint64_t slot_count);
 int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *out);
+/* Creating a topic: its creator holds a lock byte of the metadata segment from
+ * making the file (create_begin, 1 when taken) until the version is written
+ * (create_end).  An opener that finds no version asks creator_gone: 1 when
+ * nobody holds the byte (the creator died; the byte is now the caller's, until
+ * create_end or closing the file), 0 while the creator lives. */
+int shmbus_create_begin(int meta_fd);
+void shmbus_create_end(int meta_fd);
+int shmbus_creator_gone(int meta_fd);
 uint32_t shmbus_segment_version(const void *mem, uint64_t size);
 
 /* Topics: attach validates every segment; partitions[i] has sizes[i] bytes. */
@@ -190,6 +200,25 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
                                   void **partitions, const uint64_t *sizes,
                                   uint32_t count, int64_t liveness_ns, int *err);
 void shmbus_topic_detach(shmbus_topic *topic);
+
+/* What one recovery sweep did. */
+struct shmbus_sweep_result {
+    uint64_t claims;     /* dead producers' claims turned into padding */
+    uint64_t deliveries; /* dead members' deliveries released (to go again, or done) */
+    uint64_t owners;     /* dead members' partition ownerships released */
+    uint64_t groups;     /* private groups of dead consumers, and half-made groups, ended */
+    uint64_t sweeps;     /* sweeps of this topic run to their end, this one included */
+};
+/* The recovery sweep: finds what dead processes left in the topic and puts it
+ * right, counting each recovery in the shared counters.  Every step is one
+ * compare-and-swap that only a dead process's state allows, so sweeps may run
+ * at once (each recovery happens, and is counted, once) and a sweep that dies
+ * midway leaves nothing half done.  lock_fd: an open file description of the
+ * metadata segment that this call may lock (the group table's byte). */
+int shmbus_topic_sweep(shmbus_topic *topic, int lock_fd, struct shmbus_sweep_result *out);
+/* The topic-wide sweep counters (claims and deliveries are counted per
+ * partition and group): sweeps and groups only. */
+void shmbus_sweep_counters(shmbus_topic *topic, struct shmbus_sweep_result *out);
 int shmbus_partition_stats(shmbus_topic *topic, uint32_t partition,
                            struct shmbus_partition_stats *out);
 void shmbus_wake_consumers(shmbus_topic *topic);

@@ -257,9 +257,10 @@ int shmbus_recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset
         return 1;
     if ((seq & ~SHMBUS_SEQ_PADDING) > offset + 1)
         return 0; /* a later lap's record: the offset asked about is not the ring's */
-    if (cas(&s->seq, &seq, padding))
-        fetch_add(&p->counters.recovered_claims, 1);
-    return 1;
+    if (!cas(&s->seq, &seq, padding))
+        return 1; /* committed meanwhile (by nobody alive) or padded by another */
+    fetch_add(&p->counters.recovered_claims, 1);
+    return 2;
 }
 
 /* The tail line is not read until the cursor has been stuck for the liveness
@@ -457,8 +458,16 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
         if (due < left)
             left = due > 0 ? due : 0;
         r = shmbus_futex_wait(&w->seq, seq, left);
-        if (r == SHMBUS_TIMEOUT && shmbus_now_monotonic() - start < timeout_ns)
-            r = SHMBUS_OK; /* poll again: that is where claims and deadlines are looked at */
+        if (r == SHMBUS_TIMEOUT) {
+            now = shmbus_now_monotonic();
+            /* what a dead process left may be what this wait waited for */
+            if (now - c->last_sweep >= t->liveness_ns / 4) {
+                c->last_sweep = now;
+                shmbus_topic_sweep(t, c->lock_fd, NULL);
+            }
+            if (now - start < timeout_ns)
+                r = SHMBUS_OK; /* poll again: that is where claims and deadlines are looked at */
+        }
     }
     __atomic_fetch_sub(&w->waiters, 1, __ATOMIC_SEQ_CST);
     return r;

@@ -13,7 +13,8 @@ static long fault_ms = 1000;
 static const char *const POINTS[] = {"",           "after_claim",  "during_copy", "before_commit",
                                      "after_commit", "group_create", "after_take",
                                      "window_read", "spill_write", "spill_move",
-                                     "recover",     "send_checked"};
+                                     "recover",     "send_checked", "inside_ack",
+                                     "rebalance",   "create",       "sweep"};
 
 void shmbus_fault_load(void)
 {

@@ -1,7 +1,7 @@
 /* Fault points that tests switch on by name: SHMBUS_FAULT="point:action[:arg]",
- * read once when a producer or consumer opens (or a disk topic is recovered).  Actions: kill (SIGKILL), stop
- * (SIGSTOP), sleep (arg milliseconds, default 1000).  Off, a point costs one
- * predictable branch. */
+ * read when a producer or consumer opens, a topic is created or swept, or a
+ * disk topic is recovered.  Actions: kill (SIGKILL), stop (SIGSTOP), sleep
+ * (arg milliseconds, default 1000).  Off, a point costs one predictable branch. */
 #ifndef SHMBUS_FAULT_H
 #define SHMBUS_FAULT_H
 
@@ -18,6 +18,10 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_SPILL_MOVE,    /* a spilled record committed in the ring, not yet counted moved */
     SHMBUS_FAULT_RECOVER,       /* a disk topic's partition about to be recovered */
     SHMBUS_FAULT_SEND_CHECKED,  /* a send found no spill waiting, and has not claimed yet */
+    SHMBUS_FAULT_INSIDE_ACK,    /* deliveries marked done, not yet counted nor committed past */
+    SHMBUS_FAULT_REBALANCE,     /* a partition taken by its new owner, the group not yet told */
+    SHMBUS_FAULT_CREATE,        /* a topic's metadata filled in, its version not yet written */
+    SHMBUS_FAULT_SWEEP,         /* a recovery sweep has recovered something, and goes on */
 };
 
 extern int shmbus_fault_armed;

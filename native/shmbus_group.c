@@ -277,6 +277,7 @@ int shmbus_group_rebalance(shmbus_consumer *c)
                                               UINT64_MAX))
             continue;
         if (cas(&gl->owner, &owner, mine)) {
+            FAULT_POINT(SHMBUS_FAULT_REBALANCE);
             cp->owned = 1;
             took = moved = 1;
         }

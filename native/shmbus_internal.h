@@ -90,6 +90,7 @@ struct shmbus_consumer {
     int64_t ack_timeout_ns;
     int64_t next_sweep;      /* monotonic ns: look at the pending tables again */
     int64_t next_liveness;   /* monotonic ns: look at who is alive again */
+    int64_t last_sweep;      /* monotonic ns of the last recovery sweep after a wait timed out */
     uint32_t epoch_seen;
     uint32_t sweep_now;
     uint64_t *unreleased;    /* auto acks: (partition, offset) delivered by the last poll */
@@ -137,8 +138,9 @@ void shmbus_wake_producers(struct shmbus_partition *p);
  * table says which are.  Returns 1 if it moved.  consumer.c */
 int shmbus_advance_committed(shmbus_topic *t, uint32_t partition, uint32_t group, uint64_t upto,
                              int tracked);
-/* A claim at `offset` whose producer is gone becomes padding: 1 when it is
- * committed or padding now, 0 when a live producer still holds it.  consumer.c */
+/* A claim at `offset` whose producer is gone becomes padding: 2 when this call
+ * made it padding, 1 when it is committed or padding already, 0 when a live
+ * producer still holds it.  consumer.c */
 int shmbus_recover_claim(shmbus_topic *t, struct shmbus_ring *r, uint64_t offset);
 /* What the cursor finds when no record is there: 1 when a dead producer's claim
  * at `offset` has been turned into padding.  consumer.c */
@@ -183,5 +185,11 @@ void shmbus_release_all(shmbus_consumer *c);
 int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t partition);
 void shmbus_pending_reset(shmbus_topic *t, uint32_t group);
 int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t partition, uint64_t offset);
+/* The recovery sweep's part in group g's window of partition i.  pending.c */
+uint64_t shmbus_pending_recover(shmbus_topic *t, uint32_t partition, uint32_t group);
+
+/* Dead producers' claims in [first, end) below the tail become padding; how
+ * many this call turned.  sweep.c */
+uint64_t shmbus_recover_claims(shmbus_topic *t, uint32_t partition, uint64_t first, uint64_t end);
 
 #endif

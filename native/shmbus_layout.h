@@ -107,11 +107,19 @@ struct shmbus_group_masks {
     uint64_t tethered;
 } SHMBUS_ALIGNED;
 
+/* What recovery sweeps found and did, topic-wide (per partition and group
+ * figures are in the partition's lines). */
+struct shmbus_sweep_counters {
+    uint64_t sweeps;           /* sweeps run to their end */
+    uint64_t recovered_groups; /* private groups whose owner died, ended */
+} SHMBUS_ALIGNED;
+
 struct shmbus_meta {
     struct shmbus_segment_header header;
     struct shmbus_topic_config config;
     struct shmbus_wake_line wake;
     struct shmbus_group_masks masks;
+    struct shmbus_sweep_counters sweep;
     struct shmbus_producer_record producers[SHMBUS_MAX_PRODUCERS];
     struct shmbus_member_record members[SHMBUS_MAX_MEMBERS];
     struct shmbus_group_record groups[SHMBUS_MAX_GROUPS];
@@ -175,7 +183,9 @@ struct shmbus_group_line {
     uint64_t redelivered;
     uint64_t dead_lettered;
     uint64_t lost;
-    uint64_t reserved2[3];
+    uint64_t recovered_deliveries; /* held by a member that died: to go again, or done (auto) */
+    uint64_t recovered_owners;     /* ordering=partition: ownerships of a member that died, released */
+    uint64_t reserved2;
 } SHMBUS_ALIGNED;
 
 #define SHMBUS_OWNER(member, incarnation) ((uint64_t)(member) + 1 + ((uint64_t)(incarnation) << 8))

@@ -90,3 +90,9 @@ int shmbus_open_recovered(int fd)
     struct flock fl = lock_of(F_RDLCK, SHMBUS_LOCK_OPEN);
     return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? SHMBUS_OK : SHMBUS_ESYS;
 }
+
+int shmbus_create_begin(int fd) { return shmbus_lock_try(fd, SHMBUS_LOCK_CREATE); }
+
+void shmbus_create_end(int fd) { shmbus_lock_release(fd, SHMBUS_LOCK_CREATE); }
+
+int shmbus_creator_gone(int fd) { return shmbus_lock_try(fd, SHMBUS_LOCK_CREATE); }

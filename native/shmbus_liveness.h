@@ -16,6 +16,9 @@
 #define SHMBUS_LOCK_OPEN (SHMBUS_LOCK_GROUPS + 1)
 /* on_full=spill: held while a partition's spill file is appended or moved. */
 #define SHMBUS_LOCK_SPILL(i) (SHMBUS_LOCK_OPEN + 1 + (uint64_t)(i))
+/* Held by a topic's creator from making the metadata file until its version
+ * is written. */
+#define SHMBUS_LOCK_CREATE SHMBUS_LOCK_SPILL(SHMBUS_MAX_PARTITIONS)
 
 /* 1 when taken, 0 when another open file description holds it, <0 on error. */
 int shmbus_lock_try(int fd, uint64_t byte);

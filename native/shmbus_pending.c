@@ -119,17 +119,22 @@ static void wake_takers(shmbus_topic *t)
 
 /* A delivery failed: it goes again not before `not_before`, or, once it has
  * been delivered max_deliveries times, to the dead letters at once. */
-static int fail(shmbus_consumer *c, struct shmbus_ring *r, struct shmbus_pending *e,
-                struct entry v, uint32_t reason, uint64_t not_before, uint64_t now)
+static int fail_in(struct shmbus_group_line *gl, uint32_t max_deliveries, struct shmbus_pending *e,
+                   struct entry v, uint32_t reason, uint64_t not_before, uint64_t now)
 {
     uint32_t count = SHMBUS_P_COUNT(v.word);
-    uint32_t dead = SHMBUS_P_DEAD(v.word) ||
-                    (c->max_deliveries && count >= c->max_deliveries);
+    uint32_t dead = SHMBUS_P_DEAD(v.word) || (max_deliveries && count >= max_deliveries);
     uint64_t w = SHMBUS_P_WORD(SHMBUS_P_READY, dead, reason, 0, 0, count, dead ? now : not_before);
     if (!entry_cas(e, v, v.offset, w))
         return 0;
-    fetch_add(&r->p->groups[c->group].ready, 1);
+    fetch_add(&gl->ready, 1);
     return 1;
+}
+
+static int fail(shmbus_consumer *c, struct shmbus_ring *r, struct shmbus_pending *e,
+                struct entry v, uint32_t reason, uint64_t not_before, uint64_t now)
+{
+    return fail_in(&r->p->groups[c->group], c->max_deliveries, e, v, reason, not_before, now);
 }
 
 /* Fills the delivery of an entry this member has just taken.  Under
@@ -595,6 +600,7 @@ static int finish_batch(shmbus_consumer *c, const uint64_t *pairs, uint32_t coun
         for (; k < count && pairs[2 * k] == i; k++)
             done += (uint64_t)finish(c, i, pairs[2 * k + 1], -1);
         if (done) {
+            FAULT_POINT(SHMBUS_FAULT_INSIDE_ACK);
             struct shmbus_group_line *gl = &t->rings[i].p->groups[c->group];
             fetch_add(dead ? &gl->dead_lettered : &gl->acked, done);
             after_done(c, i);
@@ -724,6 +730,8 @@ int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct s
     out->redelivered = load_relaxed(&gl->redelivered);
     out->dead_lettered = load_relaxed(&gl->dead_lettered);
     out->lost = load_relaxed(&gl->lost);
+    out->recovered_deliveries = load_relaxed(&gl->recovered_deliveries);
+    out->recovered_owners = load_relaxed(&gl->recovered_owners);
     uint64_t owner = load_acquire(&gl->owner);
     out->owner = owner ? (int64_t)(owner & 0xff) - 1 : -1;
     const struct shmbus_group_record *rec = &t->meta->groups[g];
@@ -806,4 +814,49 @@ int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t i, uint64_t offset)
     c->sweep_now = 1;
     shmbus_wake_producers(r->p); /* a seek forward frees what it skipped */
     return (int64_t)offset;
+}
+
+/* The recovery sweep's part in a tracked group's window of partition i (no
+ * member of the group need be in this process): deliveries held by a member
+ * that is gone go again now (manual acks; to the dead letters past
+ * max_deliveries) or are done (auto acks).  How many it released. */
+uint64_t shmbus_pending_recover(shmbus_topic *t, uint32_t i, uint32_t g)
+{
+    const struct shmbus_group_record *rec = &t->meta->groups[g];
+    struct shmbus_ring *r = &t->rings[i];
+    struct shmbus_group_line *gl = &r->p->groups[g];
+    int manual = rec->ack == SHMBUS_ACK_MANUAL;
+    int may_lap = !(rec->flags & SHMBUS_GROUP_TETHERED) || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
+    uint64_t from, end;
+    if (window_of(r, gl, may_lap && t->retention != SHMBUS_RETENTION_LOG, &from, &end) != SHMBUS_OK)
+        return 0;
+    uint8_t alive[SHMBUS_MAX_MEMBERS] = {0}; /* 0 not asked, 1 alive, 2 gone */
+    uint64_t now = now_ms(shmbus_now_monotonic()), n = 0;
+    int done = 0;
+    for (uint64_t off = from; off < end; off++) {
+        struct shmbus_pending *e = entry_at(r, g, off);
+        struct entry v = entry_load(e);
+        if (v.offset != off || SHMBUS_P_STATE(v.word) != SHMBUS_P_DELIVERED)
+            continue;
+        uint32_t m = SHMBUS_P_MEMBER(v.word);
+        if (!alive[m])
+            alive[m] = shmbus_member_alive(t, m, g, SHMBUS_P_INCARNATION(v.word), 15) ? 1 : 2;
+        if (alive[m] == 1)
+            continue;
+        if (!manual) {
+            if (entry_cas(e, v, off, DONE_WORD)) {
+                done = 1;
+                n++;
+            }
+        } else {
+            n += (uint64_t)fail_in(gl, rec->max_deliveries, e, v, SHMBUS_REASON_MEMBER_LEFT, now, now);
+        }
+    }
+    if (!n)
+        return 0;
+    fetch_add(&gl->recovered_deliveries, n);
+    if (done)
+        shmbus_advance_committed(t, i, g, end, 1);
+    wake_takers(t);
+    return n;
 }

@@ -29,14 +29,17 @@ shmbus_producer *shmbus_producer_open(shmbus_topic *t, int lock_fd, uint32_t pid
         }
         if (r == 0)
             continue;
-        /* The entry is ours; a dead predecessor's intents go, which lets readers
-         * recover whatever it had claimed and never committed. */
+        /* The entry is ours; a dead predecessor's intents go, and what it had
+         * claimed and never committed becomes padding (no intent covers it now). */
         struct shmbus_producer_record *rec = &t->meta->producers[i];
         rec->pid = pid;
         rec->start_time = start_time;
         store_release(&rec->attached_ns, (uint64_t)shmbus_now_realtime());
         for (uint32_t p = 0; p < t->count; p++) {
-            store_release(&t->rings[p].p->producers[i].intent, SHMBUS_NO_INTENT);
+            struct shmbus_producer_line *line = &t->rings[p].p->producers[i];
+            uint64_t first = load_acquire(&line->intent), end = load_acquire(&line->intent_end);
+            store_release(&line->intent, SHMBUS_NO_INTENT);
+            shmbus_recover_claims(t, p, first, end);
             pr->parts[p].limit = shmbus_ring_free_point(t, p);
             pr->parts[p].synced_ns = shmbus_now_monotonic();
         }
@@ -479,8 +482,8 @@ int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_l
             return SHMBUS_OK;
         if (r == SHMBUS_INTERRUPTED)
             return r;
-        if (r == SHMBUS_TIMEOUT)
-            shmbus_reap_groups(t, pr->lock_fd);
+        if (r == SHMBUS_TIMEOUT) /* the room may be held by what a dead process left */
+            shmbus_topic_sweep(t, pr->lock_fd, NULL);
     }
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "shmbus_atomic.h"
+#include "shmbus_fault.h"
 #include "shmbus_internal.h"
 #include "shmbus_wait.h"
 
@@ -78,6 +79,8 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.spill_bytes = c->spill_bytes;
     memcpy(m->spill_dir, c->spill_dir, SHMBUS_MAX_PATH);
     m->spill_dir[SHMBUS_MAX_PATH - 1] = 0;
+    shmbus_fault_load();
+    FAULT_POINT(SHMBUS_FAULT_CREATE);
     store_release(&m->header.layout_version, (uint32_t)SHMBUS_LAYOUT_VERSION);
     return SHMBUS_OK;
 }

@@ -4,7 +4,7 @@ from ._consumer import Consumer
 from ._errors import (AckError, BusFull, ClosedError, ConfigError, ConfigMismatchError,
                       CorruptSegmentError, GroupNotFoundError, InvalidNameError,
                       MessageReleasedError, MessageTooLargeError, ShmbusError, TopicExistsError,
-                      TopicNotFoundError)
+                      TopicNotFoundError, UnsafeSegmentError)
 from ._message import Message, Offset
 from ._producer import Producer
 
@@ -14,5 +14,6 @@ __all__ = [
     "Bus", "Producer", "Consumer", "Message", "Offset",
     "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
-    "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "__version__",
+    "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "UnsafeSegmentError",
+    "__version__",
 ]

@@ -10,7 +10,7 @@ from ._errors import (ClosedError, ConfigError, ConfigMismatchError, CorruptSegm
                       TopicExistsError, TopicNotFoundError)
 from ._native import ffi, lib
 from ._producer import Producer
-from ._topic import TopicMap, close_fd
+from ._topic import SWEEP_FIELDS, TopicMap, close_fd, remove_segments, take_over
 
 _UNSET: Any = type("Default", (), {"__repr__": lambda self: "<default>"})()
 
@@ -67,9 +67,10 @@ class Bus:
                 return self._open_marker()
             r = lib.shmbus_bus_check(seg.ptr, seg.size)
             if r == lib.SHMBUS_EVERSION:
+                found = lib.shmbus_segment_version(seg.ptr, seg.size)
                 seg.close()
                 raise CorruptSegmentError(
-                    f"bus {self.name!r} has another layout version; this shmbus reads "
+                    f"bus {self.name!r} has layout version {found}; this shmbus reads "
                     f"version {lib.SHMBUS_LAYOUT_VERSION}")
             if r not in (lib.SHMBUS_OK, lib.SHMBUS_ENOTREADY):
                 seg.close()
@@ -111,12 +112,19 @@ class Bus:
             raise ConfigError(f"fsync={c['fsync']!r} is for disk buses (Bus(name, path=...)); "
                               f"bus {self.name!r} is in memory")
         meta_name = _names.meta_segment(self.name, name)
-        try:
-            meta = _segment.Segment.create(self._dir, meta_name, lib.shmbus_meta_size(), c["mode"])
-        except FileExistsError:
-            if not exist_ok:
-                raise TopicExistsError(f"topic {name!r} exists on bus {self.name!r}") from None
-            return self._compare(name, given, c)
+        while True:
+            try:
+                meta = _segment.Segment.create(self._dir, meta_name, lib.shmbus_meta_size(),
+                                               c["mode"], creating=True)
+            except FileExistsError:
+                if take_over(self._dir, self.name, name):
+                    continue  # gone meanwhile, or left unfinished by a creator that died
+                if not exist_ok:
+                    raise TopicExistsError(f"topic {name!r} exists on bus {self.name!r}") from None
+                return self._compare(name, given, c)
+            if meta.is_current():
+                break
+            meta.close()  # taken over between making the file and locking it: again
         try:
             for i in range(c["partitions"]):
                 seg = _segment.Segment.create(
@@ -139,6 +147,7 @@ class Bus:
                 flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS,
                 spill_bytes=c["spill_bytes"] or 0, spill_dir=os.fsencode(spill_dir)))
             check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
+            lib.shmbus_create_end(meta.fd)
             if self.path is not None:  # on disk before create_topic returns, names included
                 os.fsync(meta.fd)
                 _paths.sync_directory(self.path)
@@ -198,10 +207,13 @@ class Bus:
                              "spill_lost"}, ...],
              "groups": [{"name", "private", "members", "ack", "ordering",
                          "lag", "delivered", "acked", "redelivered",
-                         "dead_lettered", "pending",
+                         "dead_lettered", "pending", "recovered_deliveries",
+                         "recovered_owners",
                          "partitions": [{"cursor", "committed", "lag", "delivered",
                                          "acked", "redelivered", "dead_lettered",
-                                         "lost", "pending", "owner"}, ...]}, ...]}
+                                         "lost", "pending", "recovered_deliveries",
+                                         "recovered_owners", "owner"}, ...]}, ...],
+             "sweeps", "recovered_groups"}
 
         ``published`` is the partition's end offset; ``oldest`` the first offset
         still held for some group.  A group's ``name`` is None for a consumer's
@@ -229,9 +241,49 @@ class Bus:
                     "spill_bytes": out.spill_bytes,
                     "spill_lost": out.spill_lost,
                 })
-            return {"partitions": parts, "groups": _group_stats(m, parts)}
+            sweep = ffi.new("struct shmbus_sweep_result *")
+            lib.shmbus_sweep_counters(m.handle, sweep)
+            return {"partitions": parts, "groups": _group_stats(m, parts),
+                    "sweeps": sweep.sweeps, "recovered_groups": sweep.groups}
         finally:
             m.release()
+
+    def sweep(self, topic: Optional[str] = None) -> Dict[str, int]:
+        """Run the recovery sweep over ``topic`` (every topic of the bus if None)
+        and return what it recovered::
+
+            {"claims", "deliveries", "owners", "groups"}
+
+        claims: dead producers' unfinished sends, turned into padding that
+        readers skip; deliveries: messages held by dead members, released to be
+        delivered again (ack="manual") or done (ack="auto"); owners: partitions
+        a dead member owned under ordering="partition", released to the live
+        members; groups: private groups of dead consumers (and groups a process
+        died creating), ended so they hold no space.
+
+        The sweep also runs when a process maps a topic, when a wait for
+        messages or for room times out, and from ``shmbus gc``; without it, the
+        same recoveries happen lazily within the liveness timeout.  Sweeps are
+        idempotent and safe to run at once from several processes: each
+        recovery happens (and is counted in ``stats``) exactly once."""
+        self._check_open()
+        names = self._topic_names() if topic is None else [topic]
+        total = dict.fromkeys(SWEEP_FIELDS, 0)
+        for name in names:
+            try:
+                m = self._map(name)
+            except TopicNotFoundError:
+                if topic is not None:
+                    raise
+                continue  # removed meanwhile
+            try:
+                # the sweep this process ran when it mapped the topic, not reported before
+                first, m.attach_sweep = m.attach_sweep, dict.fromkeys(SWEEP_FIELDS, 0)
+                for k, v in m.sweep().items():
+                    total[k] += v + first[k]
+            finally:
+                m.release()
+        return total
 
     def delete_group(self, topic: str, group: str) -> None:
         """Remove a named group of ``topic``: its position and pending messages go,
@@ -275,11 +327,7 @@ class Bus:
                 _spill.remove_files(os.fsdecode(ffi.string(info.spill_dir)), self.name, name,
                                     info.partitions)
             meta.close()
-        prefix = _names.meta_segment(self.name, name)[: -len("meta")]
-        for seg in list(_segment.list_names(self._dir, prefix)):
-            if seg != prefix + "meta":
-                _segment.unlink(self._dir, seg)
-        _segment.unlink(self._dir, prefix + "meta")
+        remove_segments(self._dir, self.name, name)
 
     def unlink(self) -> None:
         """Remove the whole bus: every topic and the bus itself (also after close)."""
@@ -372,7 +420,8 @@ def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:
     return Bus(name, path, liveness_timeout=liveness_timeout)
 
 
-_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", "pending")
+_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", "pending",
+                   "recovered_deliveries", "recovered_owners")
 
 
 def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -397,6 +446,8 @@ def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any
                 "dead_lettered": st.dead_lettered,
                 "lost": st.lost,
                 "pending": st.pending,
+                "recovered_deliveries": st.recovered_deliveries,
+                "recovered_owners": st.recovered_owners,
                 "owner": None if st.owner < 0 else st.owner,
             })
         private = bool(info.flags & lib.SHMBUS_GROUP_PRIVATE)

@@ -15,6 +15,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="members of the worker group")
     demo.add_argument("--subscribers", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=5.0, help="how long the producers publish")
+    gc = sub.add_parser("gc", help="recover what dead processes left in every bus on this host")
+    gc.add_argument("--path", action="append", default=[], metavar="DIR",
+                    help="also a disk bus kept in DIR (repeatable)")
+    gc.add_argument("--json", action="store_true", help="print JSON only")
     return ap
 
 
@@ -31,6 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             ap.error("the demo needs a worker or a subscriber")
         from . import _demo
         return _demo.run(args.producers, args.subscribers, args.workers, args.seconds)
+    if args.command == "gc":
+        from . import _gc
+        return _gc.run(args.path, args.json)
     return 2
 
 

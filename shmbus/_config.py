@@ -99,6 +99,10 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
     choice(c["retention"], RETENTION, "retention")
     choice(c["fsync"], FSYNC, "fsync")
     integer(c["mode"], "mode", 0, 0o777)
+    if c["mode"] & 0o002:
+        # segments every user may write are refused when opened (UnsafeSegmentError)
+        raise ConfigError(f"mode {c['mode']:#o} lets every user write the topic; share it with "
+                          "a group instead (0o660)")
     seconds(c["dedup_window"], "dedup_window", allow_none=False)
     for k in ("retention_bytes", "spill_bytes"):
         if c[k] is not None:

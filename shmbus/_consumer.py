@@ -306,7 +306,7 @@ class Consumer(Handle):
 
     def _closed_result(self) -> int:
         if self._h is None:
-            raise ClosedError("consumer is closed")
+            raise self._closed()
         return 0
 
     def __iter__(self) -> Iterator[Message]:
@@ -342,13 +342,13 @@ class Consumer(Handle):
             f, i = messages._f, messages._i  # the common case, by the shortest path
             if not f[i + _FLAGS] & ACKED:
                 if self._h is None:
-                    raise ClosedError("consumer is closed")
+                    raise self._closed()
                 f[i + _FLAGS] |= ACKED
                 if f[-1] is self._gens or self._not_abandoned(f, i):
                     _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
             return
         if self._h is None:
-            raise ClosedError("consumer is closed")
+            raise self._closed()
         if isinstance(messages, Message):
             self._own(messages)
             return
@@ -382,7 +382,7 @@ class Consumer(Handle):
         in the dead letter's ``shmbus.error`` header when this consumer is the one
         that passes it on."""
         if self._h is None:
-            raise ClosedError("consumer is closed")
+            raise self._closed()
         if not self._manual:
             raise AckError("nack() needs ack='manual'; this consumer acknowledges automatically")
         self._own(message)
@@ -487,7 +487,7 @@ class Consumer(Handle):
 
     def _seekable(self) -> Any:
         if self._h is None:
-            raise ClosedError("consumer is closed")
+            raise self._closed()
         if self.group is not None and self._ordering == "none":
             raise ConfigError("a named group with ordering='none' cannot seek: every member "
                               "reads every partition (use ordering='partition')")
@@ -496,7 +496,7 @@ class Consumer(Handle):
     def lag(self) -> int:
         """Messages published but not yet committed by this consumer's group."""
         if self._h is None:
-            raise ClosedError("consumer is closed")
+            raise self._closed()
         return lib.shmbus_lag(self._h)
 
     def _still_there(self, partition: int, position: int) -> bool:
@@ -504,6 +504,11 @@ class Consumer(Handle):
         return h is not None and bool(lib.shmbus_still_there(h, partition, position, 0))
 
     # -- lifetime ------------------------------------------------------------------
+
+    def _orphan(self) -> None:
+        self._closing = True  # in a forked child: raises ClosedError, saying why
+        self._n = 0
+        super()._orphan()
 
     def close(self) -> None:
         """Leave the group; a private group ends.  Safe from any thread: a poll

@@ -52,6 +52,12 @@ class CorruptSegmentError(ShmbusError):
     checksums; or it was never finished by its creator."""
 
 
+class UnsafeSegmentError(ShmbusError, PermissionError):
+    """A segment that could have been planted or changed by someone else, refused:
+    a symbolic link, not a regular file, writable by others, or owned by another
+    user (unless its mode shares it with a group this process is in)."""
+
+
 class ClosedError(ShmbusError):
     """Using a bus, producer or consumer after ``close()``."""
 

@@ -2,16 +2,34 @@
 file description whose lock byte tells the others this handle lives, and the C
 handle over both."""
 import os
+import weakref
 from typing import Any, Callable
 
 from ._core import NULL, error
+from ._errors import ClosedError
 from ._native import ffi
 from ._process import process_start_time
 from ._topic import TopicMap, close_fd
 
+_open: "weakref.WeakSet[Handle]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child does not share its parent's producers and consumers: each
+    is the parent's entry in shared memory, and two processes writing through
+    one would corrupt it.  In the child they raise ClosedError saying so, and
+    the child's copy of each lock's file descriptor is closed, so that the
+    lock goes when the parent dies (a child holding it would make a dead
+    parent look alive, and its claims would never be recovered)."""
+    for h in list(_open):
+        h._orphan()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class Handle:
-    __slots__ = ("topic", "_map", "_fd", "_h", "_pid", "__weakref__")
+    __slots__ = ("topic", "_map", "_fd", "_h", "_pid", "_forked", "__weakref__")
 
     def _attach(self, topic: TopicMap, open_: Callable[..., Any], what: str) -> None:
         """``open_(topic_handle, lock_fd, pid, start_time, err)`` makes the C handle."""
@@ -27,13 +45,30 @@ class Handle:
             raise error(err[0], f"{what} on {self.topic!r}")
         self._h = h
         self._pid = os.getpid()
+        self._forked = False
+        _open.add(self)
+
+    def _orphan(self) -> None:
+        if self._h is None:
+            return
+        self._h = None
+        self._forked = True
+        close_fd(self._fd)
+
+    def _closed(self) -> ClosedError:
+        """The error for a use after close (or in a forked child)."""
+        kind = type(self).__name__.lower()
+        if getattr(self, "_forked", False):
+            return ClosedError(f"{kind} of {self.topic!r} belongs to process {self._pid}; this "
+                               f"process was forked from it: open a new {kind} here")
+        return ClosedError(f"{kind} is closed")
 
     def _detach(self, close_: Callable[[Any], None]) -> None:
         h, self._h = self._h, None
         if h is None:
             return
-        if os.getpid() == self._pid:  # a forked child leaves the parent's handle alone
-            close_(h)
+        _open.discard(self)
+        close_(h)
         close_fd(self._fd)
         self._map.release()
 

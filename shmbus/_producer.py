@@ -88,7 +88,7 @@ class Producer(Handle):
         ``partition`` is given; ``headers`` is a small dict of str to str or bytes."""
         h = self._h
         if h is None:
-            raise ClosedError("producer is closed")
+            raise self._closed()
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         if type(value) is bytes:
@@ -133,7 +133,7 @@ class Producer(Handle):
         it raises BusFull, the messages before ``e.accepted`` were published."""
         h = self._h
         if h is None:
-            raise ClosedError("producer is closed")
+            raise self._closed()
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         items = values if isinstance(values, list) else list(values)

@@ -6,11 +6,13 @@ resource tracker unlinks segments it did not create (DESIGN invariant 5)."""
 import errno
 import mmap
 import os
+import stat
 import time
-from typing import Iterator
+from typing import Iterator, Optional
 
-from ._errors import CorruptSegmentError
-from ._native import ffi
+from ._core import check
+from ._errors import CorruptSegmentError, UnsafeSegmentError
+from ._native import ffi, lib
 
 SHM_DIR = "/dev/shm"
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
@@ -33,12 +35,16 @@ class Segment:
         self.ptr = ffi.from_buffer(self.mm)
 
     @classmethod
-    def create(cls, directory: str, name: str, size: int, mode: int) -> "Segment":
+    def create(cls, directory: str, name: str, size: int, mode: int,
+               creating: bool = False) -> "Segment":
         """Create exclusively (FileExistsError if it exists); ``mode`` is applied
-        whatever the umask."""
+        whatever the umask.  ``creating``: a topic's metadata segment, whose
+        creator holds its create lock until the version is written."""
         path = os.path.join(directory, name)
         fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode & 0o777)
         try:
+            if creating:
+                check(lib.shmbus_create_begin(fd), f"creating {name!r}")
             os.fchmod(fd, mode & 0o777)
             os.posix_fallocate(fd, 0, size)  # the space is there now, or ENOSPC now
             return cls(directory, name, fd, size)
@@ -51,31 +57,42 @@ class Segment:
     def open(cls, directory: str, name: str, min_size: int, wait: float = 2.0) -> "Segment":
         """Open an existing segment (FileNotFoundError if missing), waiting up to
         ``wait`` seconds for a creator that has not sized it yet."""
-        path = os.path.join(directory, name)
         deadline = time.monotonic() + wait
         while True:
-            try:
-                fd = os.open(path, _FLAGS)
-            except FileNotFoundError:
-                raise FileNotFoundError(errno.ENOENT, "no such segment", name) from None
+            seg = cls.open_sized(directory, name, min_size)
+            if seg is not None:
+                return seg
+            if time.monotonic() >= deadline:
+                size = os.stat(os.path.join(directory, name)).st_size
+                raise CorruptSegmentError(
+                    f"segment {os.path.join(directory, name)!r} has {size} bytes, fewer than "
+                    f"the {min_size} its header needs")
+            time.sleep(0.005)
+
+    @classmethod
+    def open_sized(cls, directory: str, name: str, min_size: int) -> "Optional[Segment]":
+        """Open an existing segment (FileNotFoundError if missing); None while it
+        has fewer than ``min_size`` bytes (its creator has not sized it yet)."""
+        fd = open_fd(directory, name)
+        try:
             size = os.fstat(fd).st_size
             if size >= min_size:
-                try:
-                    return cls(directory, name, fd, size)
-                except BaseException:
-                    os.close(fd)
-                    raise
+                return cls(directory, name, fd, size)
+        except BaseException:
             os.close(fd)
-            if time.monotonic() >= deadline:
-                raise CorruptSegmentError(
-                    f"segment {path!r} has {size} bytes, fewer than the {min_size} its header needs"
-                )
-            time.sleep(0.005)
+            raise
+        os.close(fd)
+        return None
+
+    def is_current(self) -> bool:
+        """Whether the name still refers to this segment (not removed, nor
+        removed and made again)."""
+        return same_file(self.fd, os.path.dirname(self.path), self.name)
 
     def open_fd(self) -> int:
         """A new open file description of this segment: a handle's liveness lock
         lives on it, so the kernel drops the lock when the handle's process dies."""
-        return os.open(self.path, _FLAGS)
+        return open_fd(os.path.dirname(self.path), self.name)
 
     def close(self) -> None:
         if self.ptr is None:
@@ -87,6 +104,68 @@ class Segment:
         except BufferError:
             pass  # a caller still holds a view; the mapping goes when the view does
         os.close(self.fd)
+
+
+def open_fd(directory: str, name: str) -> int:
+    """A new open file description of a segment (FileNotFoundError if missing),
+    refused (UnsafeSegmentError) unless it is safe to trust: see :func:`check_safe`."""
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such segment", name) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeSegmentError(f"segment {path!r} is a symbolic link: refused") from None
+        raise
+    try:
+        check_safe(os.fstat(fd), path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_safe(st: os.stat_result, path: str) -> None:
+    """A segment is trusted when it is a regular file that others cannot write,
+    owned by this user, or shared on purpose (its mode gives read and write to
+    its group, and this process is in that group)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeSegmentError(f"segment {path!r} is not a regular file: refused")
+    if st.st_mode & stat.S_IWOTH:
+        raise UnsafeSegmentError(f"segment {path!r} is writable by every user "
+                                 f"(mode {stat.S_IMODE(st.st_mode):04o}): refused")
+    if st.st_uid == os.geteuid():
+        return
+    shared = st.st_mode & 0o060 == 0o060 and (st.st_gid == os.getegid() or
+                                              st.st_gid in os.getgroups())
+    if not shared:
+        raise UnsafeSegmentError(f"segment {path!r} belongs to another user (uid {st.st_uid}) "
+                                 "and is not shared with a group of this process: refused")
+
+
+def same_file(fd: int, directory: str, name: str) -> bool:
+    """Whether the name refers to the file open on fd."""
+    try:
+        st = os.stat(os.path.join(directory, name))
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+
+
+def version(fd: int, header_size: int) -> int:
+    """The layout version in the header of the segment open on fd; 0 when
+    none is written yet (or the file is shorter than ``header_size``)."""
+    size = os.fstat(fd).st_size
+    if size < header_size:
+        return 0
+    with mmap.mmap(fd, header_size, flags=mmap.MAP_SHARED) as mm:
+        ptr = ffi.from_buffer(mm)
+        try:
+            return lib.shmbus_segment_version(ptr, header_size)
+        finally:
+            ffi.release(ptr)
 
 
 def unlink(directory: str, name: str) -> bool:

@@ -14,18 +14,14 @@ from ._native import ffi, lib
 
 INIT_WAIT = 2.0  # seconds an opener waits for a creator to finish a topic
 RECOVERY_WAIT = 30.0  # seconds an opener waits for another's recovery of a disk topic
+SWEEP_FIELDS = ("claims", "deliveries", "owners", "groups")
 _log = logging.getLogger("shmbus")
 
 
 def read_info(meta: _segment.Segment, name: str) -> Dict[str, int]:
     """The topic's configuration as stored in its metadata segment."""
     info = ffi.new("struct shmbus_topic_info *")
-    deadline = time.monotonic() + INIT_WAIT
-    while True:
-        r = lib.shmbus_meta_read(meta.ptr, meta.size, info)
-        if r != lib.SHMBUS_ENOTREADY or time.monotonic() >= deadline:
-            break
-        time.sleep(0.005)
+    r = lib.shmbus_meta_read(meta.ptr, meta.size, info)
     if r == lib.SHMBUS_EVERSION:
         found = lib.shmbus_segment_version(meta.ptr, meta.size)
         raise CorruptSegmentError(
@@ -38,6 +34,66 @@ def read_info(meta: _segment.Segment, name: str) -> Dict[str, int]:
     return out
 
 
+def open_meta(directory: str, bus: str, topic: str) -> _segment.Segment:
+    """A topic's metadata segment, once its creator has finished it.  A creator
+    that died before (its create lock free, no version written) leaves a topic
+    that never existed: it is removed, and TopicNotFoundError raised.  One that
+    lives and has not finished within INIT_WAIT raises CorruptSegmentError."""
+    name = _names.meta_segment(bus, topic)
+    deadline = time.monotonic() + INIT_WAIT
+    while True:
+        try:
+            meta = _segment.Segment.open_sized(directory, name, lib.shmbus_meta_size())
+        except FileNotFoundError:
+            raise TopicNotFoundError(f"topic {topic!r} does not exist on bus {bus!r}") from None
+        if meta is not None:
+            if lib.shmbus_segment_version(meta.ptr, meta.size) != 0:
+                return meta
+            meta.close()
+        if take_over(directory, bus, topic):
+            raise TopicNotFoundError(f"topic {topic!r} does not exist on bus {bus!r} (its creator "
+                                     "died before finishing it; what it left was removed)")
+        if time.monotonic() >= deadline:
+            raise CorruptSegmentError(f"topic {topic!r} of bus {bus!r} is still being created by "
+                                      f"a live process after {INIT_WAIT} s")
+        time.sleep(0.005)
+
+
+def take_over(directory: str, bus: str, topic: str) -> bool:
+    """True when the topic's metadata segment is gone, or was left unfinished by
+    a creator that died (then this call removes the topic's segments); False
+    when the topic is finished, or its creator lives."""
+    name = _names.meta_segment(bus, topic)
+    try:
+        fd = _segment.open_fd(directory, name)
+    except FileNotFoundError:
+        return True
+    try:
+        if check(lib.shmbus_creator_gone(fd), f"topic {topic!r}") != 1:
+            return False
+        # the create lock is ours now (until fd closes): nobody finishes the topic meanwhile
+        if _segment.version(fd, lib.shmbus_meta_size()) != 0:
+            return False
+        if _segment.same_file(fd, directory, name):
+            _log.warning("bus %r topic %r: its creator died before finishing it; removed",
+                         bus, topic)
+            remove_segments(directory, bus, topic)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_segments(directory: str, bus: str, topic: str) -> None:
+    """Unlink a topic's segments: partitions first, the metadata last (while it
+    exists, no new topic of the name can be made)."""
+    meta = _names.meta_segment(bus, topic)
+    prefix = meta[: -len("meta")]
+    for seg in list(_segment.list_names(directory, prefix)):
+        if seg != meta:
+            _segment.unlink(directory, seg)
+    _segment.unlink(directory, meta)
+
+
 class TopicMap:
     """The mapped segments of one topic, in ``directory`` (a disk bus's own, or
     /dev/shm).  A disk topic's first opener recovers it (see :func:`recover`)."""
@@ -48,11 +104,7 @@ class TopicMap:
         self.directory = directory
         self.refs = 1
         self.segments: List[_segment.Segment] = []
-        try:
-            meta = _segment.Segment.open(directory, _names.meta_segment(bus, topic),
-                                         lib.shmbus_meta_size())
-        except FileNotFoundError:
-            raise TopicNotFoundError(f"topic {topic!r} does not exist on bus {bus!r}") from None
+        meta = open_meta(directory, bus, topic)
         self.segments.append(meta)
         self.handle = ffi.NULL
         self.spill_fds: List[int] = []
@@ -101,6 +153,8 @@ class TopicMap:
             self._unmap()
             raise
         self.meta = meta
+        # what a dead process left, put right before this process uses the topic
+        self.attach_sweep = self.sweep()
         # per partition: the mapping and a memoryview over it, for message bytes
         self.maps = [s.mm for s in parts]
         self.views = [memoryview(s.mm).toreadonly() for s in parts]  # readers never write
@@ -108,15 +162,20 @@ class TopicMap:
     def is_current(self) -> bool:
         """Whether the topic's name still refers to the segments mapped here (it
         may have been deleted, or deleted and created again)."""
-        try:
-            st = os.stat(os.path.join(self.directory, self.meta.name))
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(self.meta.fd)
-        return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+        return self.meta.is_current()
 
     def lock_fd(self) -> int:
         return self.meta.open_fd()
+
+    def sweep(self) -> Dict[str, int]:
+        """The recovery sweep (see ``shmbus_topic_sweep``): what it recovered."""
+        out = ffi.new("struct shmbus_sweep_result *")
+        fd = self.lock_fd()
+        try:
+            check(lib.shmbus_topic_sweep(self.handle, fd, out), f"sweep of topic {self.name!r}")
+        finally:
+            close_fd(fd)
+        return {k: getattr(out, k) for k in SWEEP_FIELDS}
 
     def acquire(self) -> "TopicMap":
         self.refs += 1
