@@ -46,12 +46,12 @@ or a trial could not be set up.
 
 prints the machine, then a table like this one (numbers vary from run to run):
 
-    library      kill                trials  carried on  writer stuck  reader stuck  torn  disorder  lost acked     first new max s  2048 new max s  kill landed in put
-    mp.Queue     random moment           20          13             7             7     0         0  4359 in 12/13             0.06            0.14  7 (write lock left held)
-    faster-fifo  random moment           20          11             7             9     0         0  0 in 0/11                 0.02            0.42  9? (inferred from the hang)
-    shmbus       random moment           20          20             0             0     0         0  0 in 0/20                 0.02            0.26  0 (exact: recovered claims)
-    shmbus       fault: after_claim      20          20             0             0     0         0  0 in 0/20                 1.05            1.27  20 (exact: recovered claims)
-    shmbus       fault: during_copy      20          20             0             0     0         0  0 in 0/20                 1.08            2.11  20 (exact: recovered claims)
+    library      kill                trials  carried on  writer stuck  reader stuck  torn  disorder  lost acked   first new max s  2048 new max s  kill landed in put
+    mp.Queue     random moment           20           9            11            11     0         0  5241 in 8/9             0.07            0.23  11 (write lock left held)
+    faster-fifo  random moment           20          12             8             8     0         0  0 in 0/12               0.19            0.26  8? (inferred from the hang)
+    shmbus       random moment           20          20             0             0     0         0  0 in 0/20               0.21            0.21  0 (exact: recovered claims)
+    shmbus       fault: after_claim      20          20             0             0     0         0  0 in 0/20               1.20            1.72  20 (exact: recovered claims)
+    shmbus       fault: during_copy      20          20             0             0     0         0  0 in 0/20               1.28            1.52  20 (exact: recovered claims)
 
 (drawn as a rich table), one line per library saying why, and what /dev/shm held
 afterwards.  Expect shmbus to carry on in every trial with nothing torn or lost, the
@@ -60,7 +60,7 @@ commit; mp.Queue and faster-fifo to hang in a share of the trials (how many depe
 on where the kill lands), and mp.Queue to lose what its victim had buffered when it
 does not hang.  A random-moment kill seldom lands inside shmbus's claim-to-commit
 window (most of a send is Python): the fault-point rows put it there every time.
-``--quick`` runs 3 trials each (default 6, about 1.5 minutes); ``--stacks`` prints,
+``--quick`` runs 3 trials each (default 6, about 2 minutes on the 2-core machine); ``--stacks`` prints,
 for a hang, where the stuck processes wait (gdb); ``--only LIB`` runs one library.
 """
 import argparse
