@@ -163,10 +163,15 @@ def producer(bus_name, procid, stream, seed, returned, stop, ready, step):
             returned[stream] = seq
 
 
-def consumer(role, bus_name, group, ordering, procid, seed, path, stop, ready, step):
-    """The subscriber (role "sub") or a work group member (role "member")."""
+def consumer(role, bus_name, group, ordering, procid, seed, path, rnd, stop, ready, step,
+             fault=None):
+    """The subscriber (role "sub") or a work group member (role "member").  Records
+    go to ``path.format(round)``, the round read when they are written.  ``fault``
+    (a test of the checker) falsifies 1% of the batches' records: "lose" leaves
+    out a message, "reorder" reverses a batch, "dup" records a message twice."""
     rng = random.Random(seed)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    cur = rnd.value
+    fd = os.open(path.format(cur), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     pack = REC.pack
     crc32 = zlib.crc32
     unpack = HDR.unpack_from
@@ -198,7 +203,18 @@ def consumer(role, bus_name, group, ordering, procid, seed, path, stop, ready, s
                     flags |= F_LOST
                 out.append(pack(stream & 0xFFFFFFFF, seq & 0xFFFFFFFF, m.offset, t, m.partition,
                                 min(m.delivery_count, 0xFFFF), flags))
+            if fault and len(out) > 1 and rng.random() < 0.01:
+                if fault == "lose":
+                    del out[0]
+                elif fault == "reorder":
+                    out.reverse()
+                elif fault == "dup":
+                    out.append(out[0])
             step[procid] = RECORD
+            if rnd.value != cur:
+                os.close(fd)
+                cur = rnd.value
+                fd = os.open(path.format(cur), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             data = b"".join(out)
             while data:
                 data = data[os.write(fd, data):]
@@ -278,6 +294,7 @@ class Runner:
         self.step = self.ctx.RawArray("b", MAX_PROCS)
         self.stop_producers = self.ctx.RawValue("b", 0)
         self.stop_consumers = self.ctx.RawValue("b", 0)
+        self.round = self.ctx.RawValue("i", 0)
         self.records = tempfile.mkdtemp(prefix="chaos-soak-")
         self.all = []            # every participant incarnation
         self.live = []           # current incarnations (maybe stopped)
@@ -287,9 +304,9 @@ class Runner:
         self.kills = {}          # role -> count
         self.kill_steps = {}     # step -> count
         self.member_kills = {}   # group -> count
+        self.rss_at_kill = {}    # role -> largest VmRSS (kB) just before a kill
         self.stops = 0
         self.problems = []
-        self.notes = []
 
     # participants
     def start(self, kind, slot, group=None):
@@ -308,10 +325,10 @@ class Runner:
             args = (self.bus_name, procid, stream, seed, self.returned, self.stop_producers,
                     self.ready, self.step)
         else:
-            path = os.path.join(self.records, f"{group}.{procid}.rec")
+            path = os.path.join(self.records, f"{group}.{procid}.{{}}.rec")
             ordering = "partition" if group in ("fanout", "work-partition") else "none"
-            args = (self.bus_name, group, ordering, procid, seed, path, self.stop_consumers,
-                    self.ready, self.step)
+            args = (self.bus_name, group, ordering, procid, seed, path, self.round,
+                    self.stop_consumers, self.ready, self.step, self.args.fault)
         proc = self.ctx.Process(target=run_participant, args=(kind,) + args, daemon=True,
                                 name=f"chaos-{kind}-{procid}")
         proc.start()
@@ -321,6 +338,9 @@ class Runner:
         return p
 
     def kill(self, p):
+        rss = rss_kb(p.proc.pid)
+        if rss is not None and rss > self.rss_at_kill.get(p.kind, 0):
+            self.rss_at_kill[p.kind] = rss
         self.kill_steps[STEPS[self.step[p.procid]]] = self.kill_steps.get(STEPS[self.step[p.procid]], 0) + 1
         try:
             os.kill(p.proc.pid, signal.SIGKILL)
@@ -389,9 +409,11 @@ class Runner:
         a = self.args
         t0 = time.monotonic()
         summary = {"seed": a.seed, "bus": self.bus_name, "seconds": a.seconds,
-                   "producers": a.producers, "members": a.members, "partitions": a.partitions,
-                   "ordering": a.ordering, "retention": a.retention, "capacity": a.capacity,
-                   "shm_start": shm_entries(), "runner_rss_start_kb": rss_kb(os.getpid())}
+                   "round_seconds": a.round_seconds, "producers": a.producers,
+                   "members": a.members, "partitions": a.partitions, "ordering": a.ordering,
+                   "retention": a.retention, "capacity": a.capacity,
+                   "shm_start": shm_entries(), "runner_rss_start_kb": rss_kb(os.getpid()),
+                   "rounds": []}
         bus = shmbus.Bus(self.bus_name, liveness_timeout=LIVENESS)
         if bus.topics():  # not ours: leave it alone
             bus.close()
@@ -407,58 +429,46 @@ class Runner:
             for g in self.groups:
                 for i in range(a.members):
                     self.start("member", i, g)
-            for i in range(a.producers):
-                self.start("producer", i)
-            self.initial = self.next_procid
+            self.initial = self.next_procid  # the consumers started first live across rounds
             end = t0 + a.seconds
-            next_chaos = time.monotonic() + 2.0
-            while time.monotonic() < end:
-                time.sleep(0.02)
-                self.sample_rss()
-                self.continue_due()
-                self.note_exits()
-                if time.monotonic() >= next_chaos:
-                    self.chaos_step()
-                    next_chaos = time.monotonic() + self.rng.uniform(0.15, 0.9)
+            prev = {"published": 0, "acked": {}, "kills": {}}
+            rnd = 0
+            while True:
+                r_end = min(end, time.monotonic() + a.round_seconds)
+                if end - r_end < 5:  # no round shorter than 5 s at the end
+                    r_end = end
+                self.round.value = rnd
+                self.stop_producers.value = 0
+                first_stream = self.next_stream
+                for i in range(a.producers):
+                    self.start("producer", i)
+                next_chaos = time.monotonic() + 2.0
+                while time.monotonic() < r_end:
+                    time.sleep(0.02)
+                    self.sample_rss()
+                    self.continue_due()
+                    self.note_exits()
+                    if time.monotonic() >= next_chaos:
+                        self.chaos_step()
+                        next_chaos = time.monotonic() + self.rng.uniform(0.15, 0.9)
+                info = self.end_round(bus, rnd, first_stream, prev)
+                summary["rounds"].append(info)
+                if a.rounds_verbose or info["problems"]:
+                    print(f"round {rnd}: published {info['published']}, kills {info['kills']}, "
+                          f"{'ok' if not info['problems'] else 'FAILED'}", flush=True)
+                rnd += 1
+                if time.monotonic() >= end or self.problems:
+                    break
             self.sample_rss()
-            # the long-lived ones: started at the beginning and never killed
+            # the long-lived ones: consumers started at the beginning and never killed
             summary["rss_kb"] = {p.label: {"start": p.rss_start, "end": rss_kb(p.proc.pid)}
                                  for p in self.live if p.procid < self.initial}
             summary["runner_rss_end_kb"] = rss_kb(os.getpid())
-            # stop: producers first, then drain
-            self.continue_due(everyone=True)
-            self.stop_producers.value = 1
-            for p in self.live:
-                if p.kind == "producer":
-                    p.proc.join(max(0.1, 15 - (time.monotonic() - end)))
-                    if p.proc.is_alive():
-                        self.problems.append(f"{p.label} did not stop within 15 s (a send blocked)")
-            self.note_exits()
-            deadline = time.monotonic() + 20
-            while True:
-                st, gs = self.groups_drained(bus)
-                if all(g["lag"] == 0 and g["pending"] == 0 for g in gs.values()) \
-                        or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            summary["drain_s"] = round(time.monotonic() - end, 2)
             self.stop_consumers.value = 1
+            deadline = time.monotonic() + 10
             for p in self.live:
-                p.proc.join(max(0.1, deadline + 5 - time.monotonic()))
+                p.proc.join(max(0.1, deadline - time.monotonic()))
             self.note_exits()
-            for name, g in gs.items():
-                if g["lag"] or g["pending"]:
-                    self.problems.append(f"group {name} did not drain within 20 s: lag {g['lag']}, "
-                                         f"pending {g['pending']}")
-            summary["published"] = sum(p["published"] for p in st["partitions"])
-            summary["partition_stats"] = st["partitions"]
-            summary["group_stats"] = {n: {k: g[k] for k in ("delivered", "acked", "redelivered",
-                                                              "dead_lettered", "lag", "pending")}
-                                      for n, g in gs.items()}
-            summary["stop_s"] = round(time.monotonic() - end, 2)
-            tc = time.monotonic()
-            self.check(summary, st, gs)
-            summary["check_s"] = round(time.monotonic() - tc, 2)
         finally:
             for p in self.live:
                 if p.proc.is_alive():
@@ -477,178 +487,233 @@ class Runner:
                 a.keep_records = True
             if not a.keep_records:
                 shutil.rmtree(self.records, ignore_errors=True)
+        rounds = summary["rounds"]
         summary["shm_end"] = shm_entries()
+        summary["published"] = sum(r["published"] for r in rounds)
+        summary["returned_sends"] = sum(r["returned_sends"] for r in rounds)
+        summary["deliveries_recorded"] = sum(r["deliveries_recorded"] for r in rounds)
+        summary["published_unseen"] = sum(r["published_unseen"] for r in rounds)
+        summary["duplicates"] = {g: sum(r["duplicates"].get(g, 0) for r in rounds)
+                                 for g in ["fanout"] + self.groups}
         summary["kills"] = dict(self.kills)
         summary["kills_total"] = sum(self.kills.values())
         summary["kill_steps"] = dict(self.kill_steps)
+        summary["rss_at_kill_max_kb"] = dict(self.rss_at_kill)
         summary["stops"] = self.stops
         summary["streams"] = self.next_stream
         summary["problems"] = self.problems
-        summary["notes"] = self.notes
         summary["records_dir"] = self.records if a.keep_records else None
         summary["wall_s"] = round(time.monotonic() - t0, 1)
         return summary
 
+    def end_round(self, bus, rnd, first_stream, prev):
+        """Stop the producers, let the groups drain, check the round's records."""
+        t_end = time.monotonic()
+        problems_before = len(self.problems)
+        self.continue_due(everyone=True)
+        self.stop_producers.value = 1
+        for p in [p for p in self.live if p.kind == "producer"]:
+            p.proc.join(max(0.1, 15 - (time.monotonic() - t_end)))
+            if p.proc.is_alive():
+                self.problems.append(f"{p.label} did not stop within 15 s (a send blocked)")
+            elif p.proc.exitcode == 0:
+                self.live.remove(p)
+        self.note_exits()
+        deadline = time.monotonic() + 20
+        while True:
+            st, gs = self.groups_drained(bus)
+            if all(g["lag"] == 0 and g["pending"] == 0 for g in gs.values()) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for name, g in gs.items():
+            if g["lag"] or g["pending"]:
+                self.problems.append(f"round {rnd}: group {name} did not drain within 20 s: "
+                                     f"lag {g['lag']}, pending {g['pending']}")
+        published = sum(p["published"] for p in st["partitions"])
+        info = {"round": rnd, "published": published - prev["published"],
+                "drain_s": round(time.monotonic() - t_end, 2)}
+        kills = {"fanout": self.kills.get("sub", 0), **{g: self.member_kills.get(g, 0)
+                                                          for g in self.groups}}
+        info["kills"] = {g: k - prev["kills"].get(g, 0) for g, k in kills.items()}
+        acked = {n: g["acked"] - prev["acked"].get(n, 0) for n, g in gs.items()}
+        info["group_stats"] = {n: {k: g[k] for k in ("delivered", "acked", "redelivered",
+                                                       "dead_lettered", "lag", "pending")}
+                               for n, g in gs.items()}
+        tc = time.monotonic()
+        self.check(info, rnd, first_stream, acked)
+        info["check_s"] = round(time.monotonic() - tc, 2)
+        info["recovered_claims"] = sum(p["recovered_claims"] for p in st["partitions"])
+        info["discarded"] = sum(p["discarded"] for p in st["partitions"])
+        info["problems"] = self.problems[problems_before:]
+        prev["published"] = published
+        prev["acked"] = {n: g["acked"] for n, g in gs.items()}
+        prev["kills"] = kills
+        return info
+
     # -- the checker -------------------------------------------------------------
 
-    def load(self, group):
+    def load(self, group, rnd):
+        """The records of one group and round, and the incarnation of each."""
         parts, procs = [], []
         partial = 0
         for p in self.all:
-            if p.group != group or p.path is None or not os.path.exists(p.path):
+            if p.group != group or p.path is None or not os.path.exists(p.path.format(rnd)):
                 continue
-            raw = np.fromfile(p.path, dtype=np.uint8)
+            raw = np.fromfile(p.path.format(rnd), dtype=np.uint8)
             n = len(raw) // REC_DTYPE.itemsize
             if len(raw) % REC_DTYPE.itemsize:
                 partial += 1
                 if not p.killed:
                     self.problems.append(f"{p.label}: a partial record but it was not killed")
             parts.append(raw[:n * REC_DTYPE.itemsize].view(REC_DTYPE))
-            procs.append(np.full(n, p.procid, dtype=np.uint32))
+            procs.append(np.full(n, p.procid, dtype=np.int64))
         if not parts:
-            return np.zeros(0, REC_DTYPE), np.zeros(0, np.uint32), partial
+            return np.zeros(0, REC_DTYPE), np.zeros(0, np.int64), partial
         return np.concatenate(parts), np.concatenate(procs), partial
 
-    def check(self, summary, st, gs):
+    def check(self, info, rnd, first_stream, acked):
+        P = f"round {rnd}: "
         returned = np.frombuffer(self.returned, dtype=np.uint64)[:self.next_stream].astype(np.int64)
-        summary["returned_sends"] = int(returned.sum())
-        per_group = {}
-        pos_key_all, msg_all = [], []
+        returned[:first_stream] = 0
+        expected = int(returned.sum())
+        info["returned_sends"] = expected
+        info["groups"] = {}
+        ref = None
         for group in ["fanout"] + self.groups:
-            r, procs, partial = self.load(group)
-            info = {"records": int(len(r)), "partial_records": partial}
-            per_group[group] = info
-            bad = np.count_nonzero((r["flags"] & (F_CRC | F_KEY)) != (F_CRC | F_KEY))
+            r, procs, partial = self.load(group, rnd)
+            gi = {"records": int(len(r)), "partial_records": partial}
+            info["groups"][group] = gi
+            flags = r["flags"]
+            bad = np.count_nonzero((flags & (F_CRC | F_KEY)) != (F_CRC | F_KEY))
             if bad:
-                self.problems.append(f"{group}: {bad} torn or misrouted payloads (crc/length/key)")
-            lost = np.count_nonzero(r["flags"] & F_LOST)
+                self.problems.append(f"{P}{group}: {bad} torn or misrouted payloads (crc/length/key)")
+            lost = np.count_nonzero(flags & F_LOST)
             if lost:
-                self.problems.append(f"{group}: {lost} deliveries report lost_before (tethered)")
-            good = (r["flags"] & F_CRC) != 0
-            r, procs = r[good], procs[good]
-            if r["stream"].size and int(r["stream"].max()) >= self.next_stream:
-                self.problems.append(f"{group}: a record names a stream never started")
-                known = r["stream"] < self.next_stream
-                r, procs = r[known], procs[known]
-            pos = (r["part"].astype(np.uint64) << np.uint64(48)) | r["offset"]
-            msg = (r["stream"].astype(np.uint64) << np.uint64(32)) | r["seq"].astype(np.uint64)
-            pos_key_all.append(pos)
-            msg_all.append(msg)
-            upos = np.unique(pos)
-            info["distinct"] = int(len(upos))
-            info["duplicates"] = int(len(r) - len(upos))
-            # no loss: every returned send processed
-            umsg = np.unique(msg)
-            s = (umsg >> np.uint64(32)).astype(np.int64)
-            q = (umsg & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            covered = np.count_nonzero(q < returned[s]) if len(umsg) else 0
-            if covered != int(returned.sum()):
-                have = np.bincount(s[q < returned[s]], minlength=self.next_stream)
-                short = [(int(i), int(returned[i] - have[i])) for i in
-                         np.nonzero(have < returned)[0]]
-                self.problems.append(f"{group}: {int(returned.sum()) - covered} returned sends never "
-                                     f"processed; (stream, missing): {short[:8]}")
-            # at most one first delivery of each message
-            first = np.sort(pos[r["dcount"] == 1])
-            dup_first = np.count_nonzero(first[1:] == first[:-1])
+                self.problems.append(f"{P}{group}: {lost} deliveries report lost_before (tethered)")
+            stream = r["stream"].astype(np.int64)
+            good = ((flags & F_CRC) != 0) & (stream >= first_stream) & (stream < self.next_stream)
+            stray = np.count_nonzero(((flags & F_CRC) != 0) & ~good)
+            if stray:
+                self.problems.append(f"{P}{group}: {stray} records of a stream not of this round")
+            r, procs, stream = r[good], procs[good], stream[good]
+            seq = r["seq"].astype(np.int64)
+            pos = (r["part"].astype(np.int64) << 48) | r["offset"].astype(np.int64)
+            msg = (stream << 32) | seq
+            o = np.argsort(pos, kind="stable")
+            ps, ms, dc = pos[o], msg[o], r["dcount"][o]
+            same = ps[1:] == ps[:-1]
+            clash = np.count_nonzero(same & (ms[1:] != ms[:-1]))
+            if clash:
+                self.problems.append(f"{P}{group}: {clash} positions (partition, offset) carry two "
+                                     f"different messages")
+            gi["duplicates"] = int(np.count_nonzero(same))
+            f1 = ps[dc == 1]
+            dup_first = np.count_nonzero(f1[1:] == f1[:-1])
             if dup_first:
-                self.problems.append(f"{group}: {dup_first} messages delivered twice with "
+                self.problems.append(f"{P}{group}: {dup_first} messages delivered twice with "
                                      f"delivery_count 1")
+            keep = np.ones(len(ps), bool)
+            keep[1:] = ~same
+            upos, umsg = ps[keep], ms[keep]
+            gi["distinct"] = int(len(upos))
             if group == "fanout":
-                self.check_subscriber(r, procs, returned, info)
+                ref = (upos, umsg)
+                sp = np.unique(((umsg >> 32) << 16) | (upos >> 48))
+                multi = np.count_nonzero(np.diff(sp >> 16) == 0)
+                if multi:
+                    self.problems.append(f"{P}{multi} streams seen on more than one partition")
+                info["published_unseen"] = int(info["published"] - len(upos))
+            elif len(upos):
+                i = np.minimum(np.searchsorted(ref[0], upos), max(len(ref[0]) - 1, 0))
+                found = (ref[0][i] == upos) if len(ref[0]) else np.zeros(len(upos), bool)
+                if not found.all():
+                    self.problems.append(f"{P}{group}: {np.count_nonzero(~found)} messages the "
+                                         f"fan-out subscriber never processed")
+                other = np.count_nonzero(found & (ref[1][i] != umsg))
+                if other:
+                    self.problems.append(f"{P}{group}: {other} positions carry another message "
+                                         f"than the subscriber saw")
+            sm = np.sort(umsg)
+            twice = np.count_nonzero(sm[1:] == sm[:-1])
+            if twice:
+                self.problems.append(f"{P}{group}: {twice} messages published at two positions")
+            # no loss: every returned send processed
+            s, q = sm >> 32, sm & 0xFFFFFFFF
+            below = q < returned[s]
+            covered = int(np.count_nonzero(below))
+            if covered != expected:
+                have = np.bincount(s[below], minlength=len(returned))
+                short = [(int(k), int(returned[k] - have[k])) for k in
+                         np.nonzero(have < returned)[0]]
+                self.problems.append(f"{P}{group}: {expected - covered} returned sends never "
+                                     f"processed; (stream, missing): {short[:8]}")
+            if group == "fanout":
+                self.check_subscriber(P, r, procs, stream, seq, returned, gi, info["kills"]["fanout"])
             elif group == "work-partition":
-                self.check_partition_order(r, returned)
-            # acked counter
-            g = gs.get(group)
-            if g is not None:
-                kills = self.kills.get("sub", 0) if group == "fanout" else self.member_kills.get(group, 0)
+                self.check_partition_order(P, r, stream, seq, returned)
+            # the acked counter: short only by batches whose member was killed
+            # between completing them and counting them
+            if group in acked:
                 batch = SUB_BATCH if group == "fanout" else max(MEMBER_BATCHES)
-                lo = len(upos) - batch * kills
-                if not lo <= g["acked"] <= summary["published"]:
-                    self.problems.append(f"{group}: acked {g['acked']} outside [{lo}, "
-                                         f"{summary['published']}] ({kills} kills)")
-        # one position, one message; one stream, one partition
-        pos = np.concatenate(pos_key_all)
-        msg = np.concatenate(msg_all)
-        order = np.lexsort((msg, pos))
-        pos, msg = pos[order], msg[order]
-        clash = np.count_nonzero((pos[1:] == pos[:-1]) & (msg[1:] != msg[:-1]))
-        if clash:
-            self.problems.append(f"{clash} positions (partition, offset) carry two different messages")
-        stream = (msg >> np.uint64(32))
-        part = (pos >> np.uint64(48))
-        sp = np.unique((stream << np.uint64(16)) | part)
-        multi = np.count_nonzero(np.diff((sp >> np.uint64(16)).astype(np.int64)) == 0)
-        if multi:
-            self.problems.append(f"{multi} streams seen on more than one partition")
-        # published offsets no group processed (claims recovered from killed producers)
-        published = sum(p["published"] for p in st["partitions"])
-        seen = len(np.unique(pos))
-        summary["published_unseen"] = int(published - seen)
-        summary["recovered_claims"] = sum(p["recovered_claims"] for p in st["partitions"])
-        summary["discarded"] = sum(p["discarded"] for p in st["partitions"])
-        summary["groups"] = per_group
-        summary["deliveries_recorded"] = sum(i["records"] for i in per_group.values())
-        summary["duplicates"] = {g: i["duplicates"] for g, i in per_group.items()}
+                lo = gi["distinct"] - batch * info["kills"][group]
+                if not lo <= acked[group] <= info["published"]:
+                    self.problems.append(f"{P}{group}: acked {acked[group]} outside [{lo}, "
+                                         f"{info['published']}] ({info['kills'][group]} kills)")
+        info["deliveries_recorded"] = sum(g["records"] for g in info["groups"].values())
+        info["duplicates"] = {g: i["duplicates"] for g, i in info["groups"].items()}
 
-    def check_subscriber(self, r, procs, returned, info):
+    def check_subscriber(self, P, r, procs, stream, seq, returned, gi, kills):
         if not len(r):
             return
-        idx = np.arange(len(r))
-        # per incarnation and stream, in the order recorded: seq strictly increases,
-        # and no gap below the returned count
-        o = np.lexsort((idx, r["stream"], procs))
-        rs, pr = r[o], procs[o]
-        same = (pr[1:] == pr[:-1]) & (rs["stream"][1:] == rs["stream"][:-1])
-        s0 = rs["seq"][:-1].astype(np.int64)
-        s1 = rs["seq"][1:].astype(np.int64)
+        # per incarnation and stream, in the order recorded (a stable sort keeps
+        # each file's order): seq strictly increases, no gap below the returned count
+        o = np.argsort((procs << 32) | stream, kind="stable")
+        pr, st, sq = procs[o], stream[o], seq[o]
+        same = (pr[1:] == pr[:-1]) & (st[1:] == st[:-1])
+        s0, s1 = sq[:-1], sq[1:]
         back = np.count_nonzero(same & (s1 <= s0))
         if back:
-            self.problems.append(f"fanout: {back} times a stream's seq did not increase within "
+            self.problems.append(f"{P}fanout: {back} times a stream's seq did not increase within "
                                  f"one subscriber incarnation")
-        ret = returned[rs["stream"][:-1].astype(np.int64)]
-        gap = np.count_nonzero(same & (s1 != s0 + 1) & (s0 + 1 < ret))
+        gap = np.count_nonzero(same & (s1 != s0 + 1) & (s0 + 1 < returned[st[:-1]]))
         if gap:
-            self.problems.append(f"fanout: {gap} gaps below the returned count within one "
+            self.problems.append(f"{P}fanout: {gap} gaps below the returned count within one "
                                  f"subscriber incarnation")
-        info["gaps_past_returned"] = int(np.count_nonzero(same & (s1 > s0 + 1) & (s0 + 1 >= ret)))
-        o = np.lexsort((idx, r["part"], procs))
-        rp, pr = r[o], procs[o]
-        same = (pr[1:] == pr[:-1]) & (rp["part"][1:] == rp["part"][:-1])
-        back = np.count_nonzero(same & (rp["offset"][1:] <= rp["offset"][:-1]))
+        gi["gaps_past_returned"] = int(np.count_nonzero(same & (s1 > s0 + 1)) - gap)
+        part = r["part"].astype(np.int64)
+        o = np.argsort((procs << 16) | part, kind="stable")
+        pr, pa, off = procs[o], part[o], r["offset"][o]
+        same = (pr[1:] == pr[:-1]) & (pa[1:] == pa[:-1])
+        back = np.count_nonzero(same & (off[1:] <= off[:-1]))
         if back:
-            self.problems.append(f"fanout: {back} times a partition's offset did not increase "
+            self.problems.append(f"{P}fanout: {back} times a partition's offset did not increase "
                                  f"within one subscriber incarnation")
-        kills = self.kills.get("sub", 0)
-        if info["duplicates"] > SUB_BATCH * kills:
-            self.problems.append(f"fanout: {info['duplicates']} duplicates, more than one batch "
+        if gi["duplicates"] > SUB_BATCH * kills:
+            self.problems.append(f"{P}fanout: {gi['duplicates']} duplicates, more than one batch "
                                  f"for each of {kills} subscriber kills")
-        if np.count_nonzero(r["dcount"] > 1) < info["duplicates"]:
-            self.problems.append("fanout: fewer redeliveries than duplicates")
 
-    def check_partition_order(self, r, returned):
+    def check_partition_order(self, P, r, stream, seq, returned):
         """Per stream, by processing time: no seq before every smaller one was
         processed at least once (only seqs below the returned count)."""
-        keep = r["seq"].astype(np.int64) < returned[r["stream"].astype(np.int64)]
-        r = r[keep]
-        if not len(r):
+        keep = seq < returned[stream]
+        stream, seq, t = stream[keep], seq[keep], r["t"][keep]
+        if not len(seq):
             return
-        o = np.lexsort((r["seq"], r["t"], r["stream"]))
-        r = r[o]
-        key = (r["stream"].astype(np.int64) << 32) | r["seq"].astype(np.int64)
-        cmax = np.maximum.accumulate(key)
-        prev = np.empty_like(cmax)
-        prev[1:] = cmax[:-1]
-        prev[0] = -1
-        start = np.ones(len(r), bool)
-        start[1:] = r["stream"][1:] != r["stream"][:-1]
-        prev_seq = np.where(start, -1, prev - (r["stream"].astype(np.int64) << 32))
-        early = np.nonzero(r["seq"].astype(np.int64) > prev_seq + 1)[0]
+        o = np.lexsort((seq, t, stream))
+        stream, seq = stream[o], seq[o]
+        key = (stream << 32) | seq
+        prev = np.empty_like(key)
+        prev[1:] = np.maximum.accumulate(key)[:-1]
+        start = np.ones(len(key), bool)
+        start[1:] = stream[1:] != stream[:-1]
+        prev_seq = np.where(start, -1, prev - (stream << 32))
+        early = np.nonzero(seq > prev_seq + 1)[0]
         if len(early):
             i = early[0]
-            self.problems.append(f"work-partition: {len(early)} times a seq processed before a "
-                                 f"smaller one, first stream {int(r['stream'][i])} seq "
-                                 f"{int(r['seq'][i])} after at most {int(prev_seq[i])}")
+            self.problems.append(f"{P}work-partition: {len(early)} times a seq processed before a "
+                                 f"smaller one; first: stream {int(stream[i])} seq {int(seq[i])} "
+                                 f"when at most {int(prev_seq[i])} was done")
 
 
 def main(argv=None) -> int:
@@ -662,7 +727,14 @@ def main(argv=None) -> int:
                     help="work group ordering; both: one group of each")
     ap.add_argument("--retention", choices=("consumed", "log"), default="consumed")
     ap.add_argument("--capacity", type=int, default=1 << 15, help="bytes per partition")
+    ap.add_argument("--round-seconds", type=float, default=60.0,
+                    help="check every this many seconds (producers stop, groups drain, the "
+                         "round's records are checked; consumers live on); bounds memory")
+    ap.add_argument("--verbose", dest="rounds_verbose", action="store_true",
+                    help="print a line per round")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--fault", choices=("lose", "reorder", "dup"), default=None,
+                    help="test the checker: consumers falsify 1%% of their records (must fail)")
     ap.add_argument("--bus", default=None, help="bus name (default chaos-<pid>-<random>)")
     ap.add_argument("--json", default=None, help="write the summary here as JSON")
     ap.add_argument("--keep-records", action="store_true", default=None,
@@ -689,22 +761,22 @@ def main(argv=None) -> int:
 
 
 def report(s):
-    print(f"published {s.get('published')} messages ({s.get('returned_sends')} sends returned, "
-          f"{s.get('streams')} producer incarnations); deliveries recorded "
-          f"{s.get('deliveries_recorded')}; wall {s['wall_s']} s (drain {s.get('drain_s')} s, "
-          f"stop {s.get('stop_s')} s, check {s.get('check_s')} s)")
+    rounds = s["rounds"]
+    print(f"published {s['published']} messages ({s['returned_sends']} sends returned, "
+          f"{s['streams']} producer incarnations) in {len(rounds)} rounds; deliveries recorded "
+          f"{s['deliveries_recorded']}; wall {s['wall_s']} s (drain+check per round: max "
+          f"{max([r['drain_s'] + r.get('check_s', 0) for r in rounds] or [0]):.1f} s)")
     print(f"kills {s['kills_total']} {s['kills']}, at step {s['kill_steps']}; stops {s['stops']}")
-    print(f"duplicates {s.get('duplicates')}; published but never processed (recovered claims) "
-          f"{s.get('published_unseen')} (recovered_claims {s.get('recovered_claims')}, "
-          f"discarded {s.get('discarded')})")
-    for name, g in (s.get("group_stats") or {}).items():
-        print(f"  group {name}: {g}")
-    print(f"RSS kB: runner {s['runner_rss_start_kb']} -> {s.get('runner_rss_end_kb')}")
+    print(f"duplicates {s['duplicates']}; published but processed by no one "
+          f"{s['published_unseen']} (recovered claims "
+          f"{rounds[-1]['recovered_claims'] if rounds else None})")
+    print(f"RSS kB: runner {s['runner_rss_start_kb']} -> {s.get('runner_rss_end_kb')}; "
+          f"largest at a kill {s['rss_at_kill_max_kb']}")
     for label, r in (s.get("rss_kb") or {}).items():
         print(f"  {label} (never killed): {r['start']} -> {r['end']}")
     for k in ("shm_start", "shm_end"):
         e = s[k]
-        print(f"/dev/shm {k[4:]}: {e['count']} entries, shmbus: {len(e['shmbus'])} "
+        print(f"/dev/shm {k[4:]}: {e['count']} entries, {len(e['shmbus'])} shmbus: "
               f"{e['shmbus'][:6]}{' ...' if len(e['shmbus']) > 6 else ''}")
     if s["records_dir"]:
         print(f"records kept in {s['records_dir']}")
