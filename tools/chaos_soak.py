@@ -39,7 +39,10 @@ Participants (each a process of the multiprocessing spawn context)
   stopped at once), then SIGCONT.  Each participant keeps its current step in a
   RawArray byte (idle, send, poll, record, ack, nack), read just before a kill:
   the summary counts kills by role and by step, which shows that kills land
-  mid-send and mid-ack.  The ring is small (``--capacity``, 32 KiB by default)
+  mid-send and mid-ack.  Half of the kills of consumers wait (up to 0.3 s,
+  spinning on that byte) for the victim to be recording or acking.  The step is
+  read a few microseconds before the signal lands, so "ack" means "was in ack
+  just before the kill": most such kills land inside the ack call or right after.  The ring is small (``--capacity``, 32 KiB by default)
   so producers spend most of their time blocked in ``send``.
 
 No multiprocessing Event/Lock/Queue is used between processes: a process killed
@@ -337,15 +340,23 @@ class Runner:
         self.live.append(p)
         return p
 
-    def kill(self, p):
+    def kill(self, p, aim=False):
+        """SIGKILL ``p`` (with ``aim``, once it is recording or acking, waiting up
+        to 0.3 s) and start its replacement."""
         rss = rss_kb(p.proc.pid)
         if rss is not None and rss > self.rss_at_kill.get(p.kind, 0):
             self.rss_at_kill[p.kind] = rss
-        self.kill_steps[STEPS[self.step[p.procid]]] = self.kill_steps.get(STEPS[self.step[p.procid]], 0) + 1
+        step = self.step
+        i = p.procid
+        t = time.monotonic() + 0.3
+        while aim and step[i] not in (ACK, NACK, RECORD) and time.monotonic() < t:
+            pass
+        at = step[i]
         try:
             os.kill(p.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self.kill_steps[STEPS[at]] = self.kill_steps.get(STEPS[at], 0) + 1
         p.proc.join(10)
         p.killed = True
         p.stopped_until = None
@@ -365,7 +376,8 @@ class Runner:
         if self.rng.random() < 0.65:
             if victim.kind == "producer" and self.next_stream >= MAX_STREAMS - 1:
                 return
-            self.kill(victim)
+            self.kill(victim, aim=victim.kind != "producer" and victim.stopped_until is None
+                      and self.rng.random() < 0.5)
         elif victim.stopped_until is None and \
                 sum(p.stopped_until is not None for p in self.live) < 2:
             os.kill(victim.proc.pid, signal.SIGSTOP)
@@ -510,6 +522,7 @@ class Runner:
         """Stop the producers, let the groups drain, check the round's records."""
         t_end = time.monotonic()
         problems_before = len(self.problems)
+        ours = [n for n in shm_entries()["shmbus"] if n.startswith(f"shmbus:{self.bus_name}")]
         self.continue_due(everyone=True)
         self.stop_producers.value = 1
         for p in [p for p in self.live if p.kind == "producer"]:
@@ -532,7 +545,7 @@ class Runner:
                                      f"lag {g['lag']}, pending {g['pending']}")
         published = sum(p["published"] for p in st["partitions"])
         info = {"round": rnd, "published": published - prev["published"],
-                "drain_s": round(time.monotonic() - t_end, 2)}
+                "drain_s": round(time.monotonic() - t_end, 2), "bus_segments": len(ours)}
         kills = {"fanout": self.kills.get("sub", 0), **{g: self.member_kills.get(g, 0)
                                                           for g in self.groups}}
         info["kills"] = {g: k - prev["kills"].get(g, 0) for g, k in kills.items()}
@@ -776,8 +789,12 @@ def report(s):
         print(f"  {label} (never killed): {r['start']} -> {r['end']}")
     for k in ("shm_start", "shm_end"):
         e = s[k]
-        print(f"/dev/shm {k[4:]}: {e['count']} entries, {len(e['shmbus'])} shmbus: "
-              f"{e['shmbus'][:6]}{' ...' if len(e['shmbus']) > 6 else ''}")
+        ours = [n for n in e["shmbus"] if n.startswith(f"shmbus:{s['bus']}")]
+        print(f"/dev/shm {k[4:]}: {e['count']} entries, {len(e['shmbus'])} shmbus:* "
+              f"({len(ours)} of this bus; {len(e['shmbus']) - len(ours)} of other users: "
+              f"{e['shmbus'][:3]}{' ...' if len(e['shmbus']) > 3 else ''})")
+    if rounds:
+        print(f"  this bus had {rounds[0]['bus_segments']} segments during the run")
     if s["records_dir"]:
         print(f"records kept in {s['records_dir']}")
     if s["problems"]:
