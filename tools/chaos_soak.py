@@ -4,8 +4,9 @@ afterwards a history checker proves what the bus promises.
 
     PYTHONPATH=. python tools/chaos_soak.py [--seconds 60] [--producers 3]
         [--members 2] [--partitions 4] [--ordering none|partition|both]
-        [--retention consumed|log] [--capacity BYTES] [--seed S] [--bus NAME]
-        [--json PATH] [--keep-records]
+        [--retention consumed|log] [--capacity BYTES] [--round-seconds 60]
+        [--seed S] [--bus NAME] [--json PATH] [--keep-records] [--verbose]
+        [--fault lose|reorder|dup]
 
 Exit status 0 when every check holds, 1 otherwise (2 on bad usage).
 
@@ -49,11 +50,16 @@ No multiprocessing Event/Lock/Queue is used between processes: a process killed
 while holding such a lock hangs everyone.  Coordination is by RawValue/RawArray
 flags and by files; every wait has a timeout.
 
-End: the producers are told to stop (joined with a timeout, then killed), every
-stopped participant is continued, the consumers drain until every group has lag
-0 and nothing pending (deadline 20 s), then stop; the records are read and checked.
+Rounds (``--round-seconds``, 60 by default; a run of 60 s is one round): at the
+end of a round the producers are told to stop (joined with a timeout of 15 s),
+every stopped participant is continued, the groups drain until each has lag 0
+and nothing pending (deadline 20 s), and the round's records are checked; the
+next round starts new producer incarnations while the consumers live on (they
+write each round's records to a new file, the round being a RawValue read when
+they write).  Checking per round keeps the runner's memory bounded on long runs
+(about 30 bytes per delivery of one round).  At the end the consumers stop.
 
-The checker (numpy over the records of every consumer incarnation):
+The checker (numpy over one round's records of every consumer incarnation):
 1. no torn payload: every delivered payload has its crc, length and key right;
    and one (partition, offset) always carries the same (stream, seq), each
    stream on one partition; no delivery reports ``lost_before``.
@@ -78,9 +84,21 @@ The checker (numpy over the records of every consumer incarnation):
 
 The summary reports messages moved (published, and deliveries recorded), kills
 by role and by step, stops, duplicates, VmRSS at start and end of the runner and
-of each participant that was never killed, and /dev/shm entries (count, and the
-names starting with ``shmbus:``) at start and end.  The bus is removed at the
-end, also on failure and on Ctrl-C/SIGTERM.
+of each consumer that was never killed (and the largest VmRSS of any
+participant just before its kill), /dev/shm entries (count, and the names
+starting with ``shmbus:``, this bus's and other users') at start and end; with
+``--json`` all of it, per round too.  The bus is removed at the end, also on
+failure and on Ctrl-C/SIGTERM; the record files (in a temporary directory) are
+removed unless a check failed or ``--keep-records``.
+
+``--fault`` tests the checker: the consumers falsify 1% of their batches'
+records (leave a message out, reverse a batch, record one twice) and the run
+must fail.
+
+Limits: kills of producers land mostly while a send waits for space (the ring is
+full), seldom between a claim and its commit (the partitions' recovered_claims
+counter, reported, stays near 0).  Under ack="manual" nothing here measures
+ack="auto" consumers or untethered groups.
 
 This replaces tools/soak_groups.py: ``--producers 1 --ordering both`` with
 ``--retention log`` covers its checks (at-least-once, the acked counter, per-key
