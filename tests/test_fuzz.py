@@ -44,8 +44,8 @@ TOPIC = "fz"
 SCENARIOS = ("groups", "log", "claim")
 TRIAL_LIMIT = 5.0  # seconds a victim may take
 PARALLEL = 2
-SEEDS = range(300)
-CHUNK = 25
+SEEDS = range(int(os.environ.get("FUZZ_TRIALS", 240)))  # more: FUZZ_TRIALS=2000
+CHUNK = 30
 # seeds whose trial shows a bug not fixed yet: seed -> reason (tested as xfail)
 KNOWN_BAD = {}
 
@@ -507,3 +507,59 @@ def test_replay(templates):
     for r in results:
         print(describe(r))
     assert all(r["outcome"] == "ok" for r in results)
+
+
+# -- what the fuzz found, pinned -------------------------------------------------------
+
+def group_entry(t, name):
+    """Offset of the group record of the named group in the metadata."""
+    lay, meta = t.lay, t.files[f":{TOPIC}:meta"]
+    groups, grec = lay.off("shmbus_meta.groups"), lay.size("shmbus_group_record")
+    for g in t.groups:
+        at, _ = lay.field(groups + g * grec, "shmbus_group_record", "name")
+        if meta[at:at + len(name) + 1] == name.encode() + b"\0":
+            return groups + g * grec
+    raise AssertionError(f"no group {name!r}")
+
+
+def targeted(t, scenario, writes, label):
+    bus = f"{SESSION}fzpin-{label}"
+    remove_bus(bus)
+    try:
+        write_bus(bus, t)
+        apply_cold(bus, writes, [])
+        outcome, report, _ = run_victim(bus, scenario)
+    finally:
+        remove_bus(bus)
+    assert outcome == "ok", report
+    return {name: result for name, result, *_ in report["steps"]}
+
+
+@pytest.mark.timeout(60)
+def test_damaged_group_entries_and_spill_setting_raise_corrupt_segment(templates):
+    t = templates["groups"]
+    lay, meta = t.lay, f":{TOPIC}:meta"
+    work = group_entry(t, "work")
+    ack, size = lay.field(work, "shmbus_group_record", "ack")
+    steps = targeted(t, "groups", [(meta, ack, (7).to_bytes(size, "little"))], "ack")
+    assert steps["consumer"] == "CorruptSegmentError"  # not ConfigMismatchError
+    name, _ = lay.field(group_entry(t, "audit"), "shmbus_group_record", "name")
+    steps = targeted(t, "groups", [(meta, name, b"\xff")], "name")
+    assert steps["stats"] == "CorruptSegmentError"  # not UnicodeDecodeError
+    # on_full=spill with the spill_dir of a topic that never spilled (empty): refused,
+    # and no spill file made in the working directory (run_victim checks)
+    on_full, size = lay.field(lay.off("shmbus_meta.config"), "shmbus_topic_config", "on_full")
+    steps = targeted(t, "groups", [(meta, on_full, (3).to_bytes(size, "little"))], "spill")
+    assert steps["topic_info"] == "CorruptSegmentError"
+
+
+@pytest.mark.parametrize("descr", [
+    '(("x",), (2,))', "(1, 2, 3)", "{1: 2}", '("O", (1,))', '("<i4", (1.5,))',
+    '("<i4", 5)', "(" * 5000, '([("a", "<i4"), ("a", "<i4")], (1,))', '("<U99999999999", (1,))',
+    '("<i4", (' + "9" * 5000 + ",))",
+])
+def test_garbled_array_description_raises_corrupt_segment(descr):
+    import shmbus
+    from shmbus import _array
+    with pytest.raises(shmbus.CorruptSegmentError):
+        _array.restore(b"\0" * 8, descr)
