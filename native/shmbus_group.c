@@ -124,11 +124,22 @@ static int find_named(shmbus_topic *t, const char *name, uint32_t name_len)
     return -1;
 }
 
+/* Whether a group entry's configuration is one a member could have given: an
+ * entry that is not is damaged, not another configuration. */
+static int record_ok(const struct shmbus_group_record *rec)
+{
+    return rec->ack <= SHMBUS_ACK_MANUAL && rec->ordering <= SHMBUS_ORDERING_NONE &&
+           rec->max_deliveries <= SHMBUS_MAX_DELIVERIES &&
+           (rec->flags & ~(uint32_t)(SHMBUS_GROUP_PRIVATE | SHMBUS_GROUP_TETHERED)) == 0;
+}
+
 static int join_named(shmbus_consumer *c, const struct shmbus_group_options *o)
 {
     int g = find_named(c->topic, o->name, o->name_len);
     if (g < 0)
         return SHMBUS_ENOSLOT;
+    if (!record_ok(&c->topic->meta->groups[g]))
+        return SHMBUS_ECORRUPT;
     if (!same_config(&c->topic->meta->groups[g], o))
         return SHMBUS_ECONFIG;
     c->group = (uint32_t)g;

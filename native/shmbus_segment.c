@@ -161,6 +161,10 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
         c->retention > SHMBUS_RETENTION_LOG || c->fsync > SHMBUS_FSYNC_ALWAYS ||
         (c->flags & ~(uint32_t)SHMBUS_TOPIC_CHECKSUMS))
         return SHMBUS_ECORRUPT;
+    /* a spill topic's files go where its metadata says: an absolute path, ended */
+    if (c->on_full == SHMBUS_ON_FULL_SPILL &&
+        (m->spill_dir[0] != '/' || !memchr(m->spill_dir, 0, SHMBUS_MAX_PATH)))
+        return SHMBUS_ECORRUPT;
     out->partitions = c->partitions;
     out->on_full = c->on_full;
     out->retention = c->retention;

@@ -27,5 +27,6 @@ def restore(buffer: Any, descr: str) -> np.ndarray:
         dtype_descr, shape = ast.literal_eval(descr)
         dtype = npformat.descr_to_dtype(dtype_descr)
         return np.frombuffer(buffer, dtype=dtype).reshape(shape)
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, SyntaxError, TypeError, IndexError, KeyError, RecursionError,
+            MemoryError, OverflowError):  # whatever a garbled description makes them raise
         raise CorruptSegmentError(f"bad array description {descr[:80]!r}") from None

@@ -451,8 +451,12 @@ def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any
                 "owner": None if st.owner < 0 else st.owner,
             })
         private = bool(info.flags & lib.SHMBUS_GROUP_PRIVATE)
+        try:
+            name = None if private else ffi.unpack(info.name, info.name_len).decode()
+        except UnicodeDecodeError:
+            raise CorruptSegmentError(f"topic {m.name!r}: group entry {g} has a malformed name") from None
         group = {
-            "name": None if private else ffi.unpack(info.name, info.name_len).decode(),
+            "name": name,
             "private": private,
             "members": info.members,
             "ack": _name_of(ACK, info.ack),

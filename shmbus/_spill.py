@@ -47,7 +47,11 @@ def open_files(spill_dir: str, bus: str, topic: str, partitions: int, mode: int,
     try:
         for i in range(partitions):
             name = path(spill_dir, bus, topic, i)
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode & 0o777)
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                             mode & 0o777)
+            except OSError as e:  # the directory went, or is not one: say which file
+                raise ShmbusError(f"spill file {name!r} cannot be opened: {e.strerror}") from None
             fds.append(fd)
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_uid not in (owner, os.geteuid()):

@@ -118,8 +118,8 @@ class TopicMap:
                 name = _names.partition_segment(bus, topic, i)
                 if first:
                     _restore_size(os.path.join(directory, name), need)
-                try:
-                    seg = _segment.Segment.open(directory, name, need)
+                try:  # sized before the metadata was finished: a short one is damaged
+                    seg = _segment.Segment.open(directory, name, need, wait=0)
                 except FileNotFoundError:
                     raise CorruptSegmentError(f"topic {topic!r} lacks partition {i}") from None
                 self.segments.append(seg)
