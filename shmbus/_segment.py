@@ -155,17 +155,14 @@ def same_file(fd: int, directory: str, name: str) -> bool:
 
 
 def version(fd: int, header_size: int) -> int:
-    """The layout version in the header of the segment open on fd; 0 when
-    none is written yet (or the file is shorter than ``header_size``)."""
-    size = os.fstat(fd).st_size
-    if size < header_size:
-        return 0
-    with mmap.mmap(fd, header_size, flags=mmap.MAP_SHARED) as mm:
-        ptr = ffi.from_buffer(mm)
-        try:
-            return lib.shmbus_segment_version(ptr, header_size)
-        finally:
-            ffi.release(ptr)
+    """The layout version in the header of the segment open on fd, as far as the
+    file holds it (a file cut short reads as zeros past its end): 0 when none
+    was written."""
+    head = bytearray(header_size)
+    got = os.pread(fd, header_size, 0)
+    head[:len(got)] = got
+    buf = ffi.from_buffer(head)
+    return lib.shmbus_segment_version(buf, header_size)
 
 
 def unlink(directory: str, name: str) -> bool:

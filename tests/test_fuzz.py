@@ -470,7 +470,7 @@ def test_truncated_or_extended_segment_is_detected_at_open(templates):
             continue
         failed = [s for s in report["steps"] if s[1] != "ok"]
         first = "bus" if which == "marker" else "topic_info"
-        # a metadata file with no header left is what a creator that died leaves:
+        # an empty metadata file is what a creator that died leaves:
         # the topic is taken over (removed), and openers are told it does not exist
         want = ("CorruptSegmentError", "TopicNotFoundError") if which == "meta" and new == 0 \
             else ("CorruptSegmentError",)
