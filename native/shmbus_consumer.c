@@ -74,12 +74,12 @@ shmbus_consumer *shmbus_consumer_open(shmbus_topic *t, int lock_fd, uint32_t pid
     shmbus_fault_load();
     c->topic = t;
     c->lock_fd = lock_fd;
-    c->tracked = o->name_len > 0 || o->ack == SHMBUS_ACK_MANUAL;
+    c->tracked = shmbus_tracks(o->name_len, o->ack);
     c->tethered = (o->flags & SHMBUS_GROUP_TETHERED) != 0;
     /* under retention=log a reader may go back below what the groups hold */
     c->may_lap = !c->tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST ||
                  t->retention == SHMBUS_RETENTION_LOG;
-    c->passable = c->may_lap && t->retention != SHMBUS_RETENTION_LOG;
+    c->passable = shmbus_passable(t, c->tethered);
     c->manual = o->ack == SHMBUS_ACK_MANUAL;
     c->by_partition = o->name_len > 0 && o->ordering == SHMBUS_ORDERING_PARTITION;
     c->max_deliveries = o->max_deliveries;

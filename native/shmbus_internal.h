@@ -81,9 +81,7 @@ struct shmbus_consumer {
     int tethered;
     int may_lap; /* a producer may overwrite what it has not read: untethered, drop_oldest, or
                   * retention=log (a replay below the head) */
-    int passable; /* the head may pass the group (untethered, drop_oldest) and what lies
-                   * below the head is over for it; not under retention=log, where it
-                   * is there to read until a later lap takes it */
+    int passable; /* shmbus_passable */
     int manual;
     int by_partition;
     uint32_t max_deliveries; /* 0: no limit */
@@ -103,6 +101,21 @@ struct shmbus_consumer {
 static inline uint64_t shmbus_owner_word(const struct shmbus_consumer *c)
 {
     return SHMBUS_OWNER(c->member, c->incarnation);
+}
+
+/* A group records every delivery in its pending table when it is named or acks by hand. */
+static inline int shmbus_tracks(uint32_t name_len, uint32_t ack)
+{
+    return name_len > 0 || ack == SHMBUS_ACK_MANUAL;
+}
+
+/* The head may pass a group, and what lies below the head is then over for it:
+ * an untethered group, or any under drop_oldest; not under retention=log, where
+ * it is there to read until a later lap takes it. */
+static inline int shmbus_passable(const struct shmbus_topic *t, int tethered)
+{
+    return (!tethered || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST) &&
+           t->retention != SHMBUS_RETENTION_LOG;
 }
 
 static inline uint64_t record_bytes(uint64_t payload)

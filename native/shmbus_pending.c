@@ -735,7 +735,7 @@ int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct s
     uint64_t owner = load_acquire(&gl->owner);
     out->owner = owner ? (int64_t)(owner & 0xff) - 1 : -1;
     const struct shmbus_group_record *rec = &t->meta->groups[g];
-    int tracked = rec->name_len > 0 || rec->ack == SHMBUS_ACK_MANUAL;
+    int tracked = shmbus_tracks(rec->name_len, rec->ack);
     uint64_t end = out->cursor;
     if (end - out->committed_offset > r->window)
         end = out->committed_offset + r->window;
@@ -826,9 +826,8 @@ uint64_t shmbus_pending_recover(shmbus_topic *t, uint32_t i, uint32_t g)
     struct shmbus_ring *r = &t->rings[i];
     struct shmbus_group_line *gl = &r->p->groups[g];
     int manual = rec->ack == SHMBUS_ACK_MANUAL;
-    int may_lap = !(rec->flags & SHMBUS_GROUP_TETHERED) || t->on_full == SHMBUS_ON_FULL_DROP_OLDEST;
     uint64_t from, end;
-    if (window_of(r, gl, may_lap && t->retention != SHMBUS_RETENTION_LOG, &from, &end) != SHMBUS_OK)
+    if (window_of(r, gl, shmbus_passable(t, rec->flags & SHMBUS_GROUP_TETHERED), &from, &end) != SHMBUS_OK)
         return 0;
     uint8_t alive[SHMBUS_MAX_MEMBERS] = {0}; /* 0 not asked, 1 alive, 2 gone */
     uint64_t now = now_ms(shmbus_now_monotonic()), n = 0;

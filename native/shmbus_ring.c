@@ -31,7 +31,7 @@ static int slowest_group(shmbus_topic *t, struct shmbus_partition *p, struct shm
         uint64_t pos = load_acquire(&p->groups[g].committed_position);
         uint64_t off = load_acquire(&p->groups[g].committed_offset);
         const struct shmbus_group_record *rec = &t->meta->groups[g];
-        if (replays && off < head_off && (rec->name_len > 0 || rec->ack == SHMBUS_ACK_MANUAL))
+        if (replays && off < head_off && shmbus_tracks(rec->name_len, rec->ack))
             continue;
         if (clamp) {
             pos = pos > head_pos ? pos : head_pos;

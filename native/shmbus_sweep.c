@@ -69,7 +69,7 @@ int shmbus_topic_sweep(shmbus_topic *t, int lock_fd, struct shmbus_sweep_result 
             if (!(active >> g & 1) || load_acquire(&t->meta->groups[g].state) != SHMBUS_GROUP_ACTIVE)
                 continue;
             const struct shmbus_group_record *rec = &t->meta->groups[g];
-            if (rec->name_len || rec->ack == SHMBUS_ACK_MANUAL) {
+            if (shmbus_tracks(rec->name_len, rec->ack)) {
                 got.deliveries += shmbus_pending_recover(t, i, g);
                 /* a member that died acking left its committed point behind */
                 shmbus_advance_committed(t, i, g, load_acquire(&t->rings[i].p->groups[g].cursor), 1);
