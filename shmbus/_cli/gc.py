@@ -1,13 +1,14 @@
 """``shmbus gc``: the recovery sweep over every topic of every bus on the host
 (memory buses in /dev/shm, and disk buses named with ``--path``)."""
+import argparse
 import json
 import os
 import sys
 from typing import Dict, List, Optional
 
-from . import _names, _segment
-from ._bus import Bus
-from ._errors import ShmbusError
+from .. import _names, _segment
+from .._bus import Bus
+from .._errors import ShmbusError
 
 
 def bus_names(directory: str) -> List[str]:
@@ -20,7 +21,16 @@ def bus_names(directory: str) -> List[str]:
     return out
 
 
-def run(paths: List[str], as_json: bool) -> int:
+def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="recover what dead processes left in every bus on this host")
+    p.add_argument("--path", action="append", default=[], metavar="DIR",
+                   help="also a disk bus kept in DIR (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    paths, as_json = args.path, args.json
     found: Dict[str, Dict[str, int]] = {}
     failed = 0
     where: List[Optional[str]] = [None] + [os.path.abspath(p) for p in paths]
