@@ -154,6 +154,7 @@ struct shmbus_group_info {
     uint64_t created_ns;
     uint32_t name_len;
     char name[104];
+    uint32_t entry; /* the group's entry in the topic's table */
 };
 
 /* One group in one partition, read without locks. */
@@ -322,6 +323,53 @@ int shmbus_dead_lettered(shmbus_consumer *consumer, uint32_t partition, uint64_t
 /* Removes a named group that has no live member (SHMBUS_EMPTY: no such group);
  * lock_fd is an open file description of the metadata segment, for the group lock. */
 int shmbus_group_delete(shmbus_topic *topic, int lock_fd, const char *name, uint32_t name_len);
+
+/* A member entry, as a snapshot sees it. */
+struct shmbus_member_stats {
+    uint32_t entry;
+    uint32_t pid;
+    uint64_t start_time;     /* process start, in the kernel's clock ticks */
+    uint64_t attached_ns;
+    uint64_t last_active_ns; /* its last poll or wait (CLOCK_REALTIME, coarse) */
+    uint32_t group;          /* its group's entry, or UINT32_MAX */
+    uint32_t alive;
+    uint32_t owned;          /* partitions it owns (ordering=partition) */
+    uint32_t pending;        /* deliveries it holds now (groups that track them) */
+};
+
+/* A producer entry, as a snapshot sees it. */
+struct shmbus_producer_stats {
+    uint32_t entry;
+    uint32_t pid;
+    uint64_t start_time;
+    uint64_t attached_ns;
+};
+
+/* A whole topic at one moment, for monitors.  The caller points the arrays at
+ * room for the sizes given; shmbus_topic_snapshot fills them and the counts.
+ * Figures are read without locks and never disturb the topic.  They agree with
+ * each other: for each partition a group's committed offset and cursor are read
+ * before the tail and after the head, so oldest <= committed <= cursor <=
+ * published and no lag is negative; counters only grow. */
+struct shmbus_snapshot {
+    struct shmbus_partition_stats *partitions; /* [the topic's partitions] */
+    struct shmbus_group_info *groups;          /* [SHMBUS_MAX_GROUPS] */
+    struct shmbus_group_stats *group_partitions; /* [SHMBUS_MAX_GROUPS * partitions]:
+                                                  * groups[k] in partition p at k * partitions + p */
+    struct shmbus_member_stats *members;       /* [SHMBUS_MAX_MEMBERS]: the live, and the dead
+                                                * that left their group without leaving it */
+    struct shmbus_producer_stats *producers;   /* [SHMBUS_MAX_PRODUCERS]: the live */
+    int64_t taken_ns;  /* CLOCK_REALTIME */
+    int64_t monotonic_ns;
+    uint32_t partition_count;
+    uint32_t group_count;
+    uint32_t member_count;
+    uint32_t producer_count;
+    uint64_t wakeups;  /* futex wakes of sleeping consumers */
+    uint64_t sweeps;
+    uint64_t recovered_groups;
+};
+int shmbus_topic_snapshot(shmbus_topic *topic, struct shmbus_snapshot *out);
 
 /* Groups, for monitoring: group_info gives SHMBUS_EMPTY for an entry that is no group. */
 int shmbus_group_info(shmbus_topic *topic, uint32_t group, struct shmbus_group_info *out);

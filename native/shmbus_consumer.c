@@ -382,6 +382,8 @@ static int read_at_cursor(shmbus_consumer *c, uint32_t i, uint64_t *out)
 
 int shmbus_poll_batch(shmbus_consumer *c, uint64_t *out, uint32_t max)
 {
+    /* for monitors: a member that stops polling shows as stalled */
+    store_relaxed(&c->topic->meta->members[c->member].last_active_ns, (uint64_t)shmbus_now_coarse());
     if (c->tracked)
         return shmbus_poll_tracked(c, out, max);
     release_delivered(c);

@@ -318,5 +318,6 @@ int shmbus_group_info(shmbus_topic *t, uint32_t g, struct shmbus_group_info *out
     out->name_len = rec->name_len <= SHMBUS_MAX_NAME ? rec->name_len : 0;
     memcpy(out->name, rec->name, out->name_len);
     out->members = live_members(t, g);
+    out->entry = g;
     return SHMBUS_OK;
 }

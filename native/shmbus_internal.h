@@ -200,6 +200,14 @@ void shmbus_pending_reset(shmbus_topic *t, uint32_t group);
 int64_t shmbus_seek_tracked(shmbus_consumer *c, uint32_t partition, uint64_t offset);
 /* The recovery sweep's part in group g's window of partition i.  pending.c */
 uint64_t shmbus_pending_recover(shmbus_topic *t, uint32_t partition, uint32_t group);
+/* The deliveries of group g in a partition not yet done, between its committed
+ * offset and cursor; held (when not NULL) gains, per member entry, those that
+ * member holds now. */
+uint64_t shmbus_pending_count(shmbus_topic *t, uint32_t g, uint32_t partition, uint64_t committed,
+                              uint64_t cursor, uint32_t *held);
+/* shmbus_group_stats, adding to held as shmbus_pending_count does. */
+int shmbus_group_read(shmbus_topic *t, uint32_t g, uint32_t partition, struct shmbus_group_stats *out,
+                      uint32_t *held);
 
 /* Dead producers' claims in [first, end) below the tail become padding; how
  * many this call turned.  sweep.c */

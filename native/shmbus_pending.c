@@ -716,7 +716,36 @@ int shmbus_owns_nothing_in_flight(shmbus_consumer *c, uint32_t i)
     return 1;
 }
 
+uint64_t shmbus_pending_count(shmbus_topic *t, uint32_t g, uint32_t partition, uint64_t committed,
+                              uint64_t cursor, uint32_t *held)
+{
+    struct shmbus_ring *r = &t->rings[partition];
+    const struct shmbus_group_record *rec = &t->meta->groups[g];
+    uint64_t end = cursor - committed > r->window ? committed + r->window : cursor;
+    if (!shmbus_tracks(rec->name_len, rec->ack))
+        return end - committed;
+    uint64_t pending = 0;
+    for (uint64_t off = committed; off < end; off++) {
+        struct entry v = entry_load(entry_at(r, g, off));
+        uint32_t st = SHMBUS_P_STATE(v.word);
+        if (v.offset != off || (st != SHMBUS_P_DELIVERED && st != SHMBUS_P_READY))
+            continue;
+        pending++;
+        uint32_t m = SHMBUS_P_MEMBER(v.word);
+        if (held && st == SHMBUS_P_DELIVERED && m < SHMBUS_MAX_MEMBERS &&
+            (load_relaxed(&t->meta->members[m].incarnation) & 15) == SHMBUS_P_INCARNATION(v.word))
+            held[m]++;
+    }
+    return pending;
+}
+
 int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct shmbus_group_stats *out)
+{
+    return shmbus_group_read(t, g, partition, out, NULL);
+}
+
+int shmbus_group_read(shmbus_topic *t, uint32_t g, uint32_t partition, struct shmbus_group_stats *out,
+                      uint32_t *held)
 {
     if (g >= SHMBUS_MAX_GROUPS || partition >= t->count)
         return SHMBUS_EINVAL;
@@ -734,21 +763,7 @@ int shmbus_group_stats(shmbus_topic *t, uint32_t g, uint32_t partition, struct s
     out->recovered_owners = load_relaxed(&gl->recovered_owners);
     uint64_t owner = load_acquire(&gl->owner);
     out->owner = owner ? (int64_t)(owner & 0xff) - 1 : -1;
-    const struct shmbus_group_record *rec = &t->meta->groups[g];
-    int tracked = shmbus_tracks(rec->name_len, rec->ack);
-    uint64_t end = out->cursor;
-    if (end - out->committed_offset > r->window)
-        end = out->committed_offset + r->window;
-    for (uint64_t off = out->committed_offset; off < end; off++) {
-        if (!tracked) {
-            out->pending = end - out->committed_offset;
-            break;
-        }
-        struct entry v = entry_load(entry_at(r, g, off));
-        uint32_t st = SHMBUS_P_STATE(v.word);
-        if (v.offset == off && (st == SHMBUS_P_DELIVERED || st == SHMBUS_P_READY))
-            out->pending++;
-    }
+    out->pending = shmbus_pending_count(t, g, partition, out->committed_offset, out->cursor, held);
     return SHMBUS_OK;
 }
 

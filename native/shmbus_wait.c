@@ -22,6 +22,13 @@ int64_t shmbus_now_realtime(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int64_t shmbus_now_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Shared (not FUTEX_PRIVATE) futexes: the word lives in a mapping that other
  * processes map at other addresses; the kernel keys it by the backing page. */
 int shmbus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns)

@@ -5,6 +5,8 @@
 
 int64_t shmbus_now_monotonic(void);
 int64_t shmbus_now_realtime(void);
+/* CLOCK_REALTIME at the kernel tick's resolution: a few nanoseconds, no syscall. */
+int64_t shmbus_now_coarse(void);
 /* Sleeps while *word == expected, at most timeout_ns: SHMBUS_OK (woken or the word
  * changed), SHMBUS_TIMEOUT or SHMBUS_INTERRUPTED. */
 int shmbus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);

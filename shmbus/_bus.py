@@ -3,7 +3,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from . import _dead_letter, _names, _paths, _segment, _spill
-from ._config import ACK, FSYNC, ON_FULL, ORDERING, RETENTION, seconds, topic_config
+from ._config import FSYNC, ON_FULL, RETENTION, name_of, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
 from ._errors import (ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError, GroupNotFoundError,
@@ -188,63 +188,49 @@ class Bus:
         return {
             "partitions": i["partitions"], "capacity": i["capacity"],
             "max_message_size": i["max_message_size"], "max_messages": i["slot_count"],
-            "on_full": _name_of(ON_FULL, i["on_full"]),
-            "retention": _name_of(RETENTION, i["retention"]),
+            "on_full": name_of(ON_FULL, i["on_full"]),
+            "retention": name_of(RETENTION, i["retention"]),
             "retention_bytes": i["retention_bytes"] or None,
             "retention_seconds": i["retention_ns"] / 1e9 or None,
-            "fsync": _name_of(FSYNC, i["fsync"]), "dedup_window": i["dedup_window_ns"] / 1e9,
+            "fsync": name_of(FSYNC, i["fsync"]), "dedup_window": i["dedup_window_ns"] / 1e9,
             "spill_dir": i["spill_dir"] or None,
             "spill_bytes": i["spill_bytes"] if i["on_full"] == lib.SHMBUS_ON_FULL_SPILL else None,
             "mode": i["mode"], "layout_version": i["layout_version"], "created_ns": i["created_ns"],
         }
 
     def stats(self, name: str) -> Dict[str, Any]:
-        """Live figures of a topic, read from shared memory without locks::
+        """Live figures of a topic, read from shared memory in one call that takes
+        no lock and never disturbs the bus::
 
-            {"partitions": [{"published", "oldest", "bytes_in_use", "dropped_full",
-                             "recovered_claims", "blocked_sends", "dropped_oldest",
-                             "discarded", "spilled", "spill_waiting", "spill_bytes",
-                             "spill_lost"}, ...],
-             "groups": [{"name", "private", "members", "ack", "ordering",
-                         "lag", "delivered", "acked", "redelivered",
-                         "dead_lettered", "pending", "recovered_deliveries",
-                         "recovered_owners",
-                         "partitions": [{"cursor", "committed", "lag", "delivered",
-                                         "acked", "redelivered", "dead_lettered",
-                                         "lost", "pending", "recovered_deliveries",
-                                         "recovered_owners", "owner"}, ...]}, ...],
-             "sweeps", "recovered_groups"}
+            {"taken_ns", "monotonic_ns",
+             "partitions": [{"partition", "published", "oldest", "bytes",
+                             "bytes_in_use", "fill", "dropped_full", "dropped_oldest",
+                             "recovered_claims", "blocked_sends", "discarded", "spilled",
+                             "spill_waiting", "spill_bytes", "spill_lost"}, ...],
+             "groups": [{"name", "entry", "private", "tethered", "ack", "ordering",
+                         "live_members", "members": [member, ...], "lag", "delivered",
+                         "acked", "redelivered", "dead_lettered", "lost", "pending",
+                         "recovered_deliveries", "recovered_owners",
+                         "partitions": [{"partition", "cursor", "committed", "lag",
+                                         "owner", "delivered", "acked", ...}, ...]}, ...],
+             "producers": [{"pid", "start_time", "attached_ns"}, ...],
+             "wakeups", "sweeps", "recovered_groups"}
 
-        ``published`` is the partition's end offset; ``oldest`` the first offset
-        still held for some group.  A group's ``name`` is None for a consumer's
-        private group; ``owner`` is the member entry that owns the partition under
-        ``ordering="partition"`` (None when nobody does).  Under ``ack="auto"``
-        ``acked`` counts released messages and ``pending`` those handed out and
-        not yet released."""
+        member: ``{"entry", "pid", "start_time", "alive", "attached_ns",
+        "last_active_ns", "group_entry", "owned", "pending"}``.  ``published`` is
+        the partition's end offset and ``bytes`` the bytes published (records with
+        their overhead); ``oldest`` the first offset still held for some group;
+        ``fill`` the share of the capacity in use.  A group's ``name`` is None for
+        a consumer's private group; ``owner`` is the member entry that owns the
+        partition under ``ordering="partition"`` (None when nobody does).  Under
+        ``ack="auto"`` ``acked`` counts released messages and ``pending`` those
+        handed out and not yet released.  Members are the live ones and the dead
+        that never left their group (``alive`` False); ``last_active_ns`` is the
+        member's last poll or wait; producers are the live ones.  Counters only
+        grow; the figures agree with each other (no lag is negative)."""
         m = self._map(name)
         try:
-            out = ffi.new("struct shmbus_partition_stats *")
-            parts = []
-            for i in range(m.partitions):
-                check(lib.shmbus_partition_stats(m.handle, i, out))
-                parts.append({
-                    "published": out.tail_offset,
-                    "oldest": out.head_offset,
-                    "bytes_in_use": out.tail_position - out.head_position,
-                    "dropped_full": out.dropped_full,
-                    "recovered_claims": out.recovered_claims,
-                    "blocked_sends": out.blocked_sends,
-                    "dropped_oldest": out.dropped_oldest,
-                    "discarded": out.discarded,
-                    "spilled": out.spilled,
-                    "spill_waiting": out.spill_waiting,
-                    "spill_bytes": out.spill_bytes,
-                    "spill_lost": out.spill_lost,
-                })
-            sweep = ffi.new("struct shmbus_sweep_result *")
-            lib.shmbus_sweep_counters(m.handle, sweep)
-            return {"partitions": parts, "groups": _group_stats(m, parts),
-                    "sweeps": sweep.sweeps, "recovered_groups": sweep.groups}
+            return m.snapshotter().take()
         finally:
             m.release()
 
@@ -418,56 +404,3 @@ class Bus:
 
 def _reopen(name: str, path: Optional[str], liveness_timeout: float) -> Bus:
     return Bus(name, path, liveness_timeout=liveness_timeout)
-
-
-_GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", "pending",
-                   "recovered_deliveries", "recovered_owners")
-
-
-def _group_stats(m: TopicMap, parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    info = ffi.new("struct shmbus_group_info *")
-    st = ffi.new("struct shmbus_group_stats *")
-    groups = []
-    for g in range(lib.SHMBUS_MAX_GROUPS):
-        r = lib.shmbus_group_info(m.handle, g, info)
-        if r == lib.SHMBUS_EMPTY:  # no group in this entry
-            continue
-        check(r)
-        per = []
-        for i in range(m.partitions):
-            check(lib.shmbus_group_stats(m.handle, g, i, st))
-            per.append({
-                "cursor": st.cursor,
-                "committed": st.committed_offset,
-                "lag": max(0, parts[i]["published"] - st.committed_offset),
-                "delivered": st.delivered,
-                "acked": st.acked,
-                "redelivered": st.redelivered,
-                "dead_lettered": st.dead_lettered,
-                "lost": st.lost,
-                "pending": st.pending,
-                "recovered_deliveries": st.recovered_deliveries,
-                "recovered_owners": st.recovered_owners,
-                "owner": None if st.owner < 0 else st.owner,
-            })
-        private = bool(info.flags & lib.SHMBUS_GROUP_PRIVATE)
-        try:
-            name = None if private else ffi.unpack(info.name, info.name_len).decode()
-        except UnicodeDecodeError:
-            raise CorruptSegmentError(f"topic {m.name!r}: group entry {g} has a malformed name") from None
-        group = {
-            "name": name,
-            "private": private,
-            "members": info.members,
-            "ack": _name_of(ACK, info.ack),
-            "ordering": _name_of(ORDERING, info.ordering),
-            "lag": sum(p["lag"] for p in per),
-        }
-        group.update({k: sum(p[k] for p in per) for k in _GROUP_COUNTERS})
-        group["partitions"] = per
-        groups.append(group)
-    return groups
-
-
-def _name_of(table: Dict[str, int], value: int) -> str:
-    return next((k for k, v in table.items() if v == value), str(value))

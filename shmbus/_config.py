@@ -27,6 +27,13 @@ ORDERING = {"partition": lib.SHMBUS_ORDERING_PARTITION, "none": lib.SHMBUS_ORDER
 # ack_timeout or nack delay is at most a year.
 MAX_DELAY = float(lib.SHMBUS_MAX_DELAY_S)
 
+
+
+def name_of(table: Dict[str, int], value: int) -> str:
+    """The name a table gives a stored value (the number itself if none does)."""
+    return next((k for k, v in table.items() if v == value), str(value))
+
+
 # What the current core implements; the rest of each list is accepted by name and
 # refused with NotImplementedError until it lands.
 ON_FULL_READY = ("block", "drop_newest", "drop_oldest", "spill", "error")

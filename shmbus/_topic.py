@@ -5,12 +5,13 @@ it is unmapped when the last one lets go, never while a C call may still use it.
 import logging
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from . import _names, _segment, _spill
 from ._core import check, error
 from ._errors import CorruptSegmentError, TopicNotFoundError
 from ._native import ffi, lib
+from ._snapshot import Snapshotter
 
 INIT_WAIT = 2.0  # seconds an opener waits for a creator to finish a topic
 RECOVERY_WAIT = 30.0  # seconds an opener waits for another's recovery of a disk topic
@@ -108,6 +109,7 @@ class TopicMap:
         self.segments.append(meta)
         self.handle = ffi.NULL
         self.spill_fds: List[int] = []
+        self._snapshotter: Optional[Snapshotter] = None
         try:
             self.info = read_info(meta, topic)
             self.partitions = self.info["partitions"]
@@ -176,6 +178,13 @@ class TopicMap:
         finally:
             close_fd(fd)
         return {k: getattr(out, k) for k in SWEEP_FIELDS}
+
+    def snapshotter(self) -> Snapshotter:
+        """This topic's :class:`Snapshotter` (made on first use)."""
+        if self._snapshotter is None:
+            self._snapshotter = Snapshotter(self.handle, self.partitions, self.info["capacity"],
+                                            self.name)
+        return self._snapshotter
 
     def acquire(self) -> "TopicMap":
         self.refs += 1

@@ -53,7 +53,7 @@ def test_manual_ack_commits_and_lag_reaches_zero(bus, topic):
         c.ack(msgs[0])
         assert c.lag() == 0
         g = group_stats(bus, topic, "g")
-        assert (g["delivered"], g["acked"], g["pending"], g["members"]) == (5, 5, 0, 1)
+        assert (g["delivered"], g["acked"], g["pending"], g["live_members"]) == (5, 5, 0, 1)
 
 
 def test_ack_twice_is_a_no_op(bus, topic):
