@@ -1,7 +1,7 @@
 """shmbus: a message bus for processes on one host, over shared-memory rings."""
 from ._bus import Bus
 from ._consumer import Consumer
-from ._errors import (AckError, BusFull, ClosedError, ConfigError, ConfigMismatchError,
+from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigError, ConfigMismatchError,
                       CorruptSegmentError, GroupNotFoundError, InvalidNameError,
                       MessageReleasedError, MessageTooLargeError, ShmbusError, TopicExistsError,
                       TopicNotFoundError, UnsafeSegmentError)
@@ -15,5 +15,6 @@ __all__ = [
     "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
     "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "UnsafeSegmentError",
+    "BusNotFoundError",
     "__version__",
 ]

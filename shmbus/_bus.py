@@ -6,8 +6,8 @@ from . import _dead_letter, _names, _paths, _segment, _spill
 from ._config import FSYNC, ON_FULL, RETENTION, name_of, seconds, topic_config
 from ._consumer import SPIN, Consumer
 from ._core import check
-from ._errors import (ClosedError, ConfigError, ConfigMismatchError, CorruptSegmentError, GroupNotFoundError,
-                      TopicExistsError, TopicNotFoundError)
+from ._errors import (BusNotFoundError, ClosedError, ConfigError, ConfigMismatchError,
+                      CorruptSegmentError, GroupNotFoundError, TopicExistsError, TopicNotFoundError)
 from ._native import ffi, lib
 from ._producer import Producer
 from ._topic import SWEEP_FIELDS, TopicMap, close_fd, remove_segments, take_over
@@ -18,7 +18,10 @@ _UNSET: Any = type("Default", (), {"__repr__": lambda self: "<default>"})()
 class Bus:
     """A named set of topics, shared by every process on the host that opens it.
 
-    ``Bus(name)`` validates the name, then opens the bus, creating it if needed.
+    ``Bus(name)`` validates the name, then opens the bus, creating it if needed
+    (``create=False``: BusNotFoundError if it does not exist).  While it is
+    open, and while a producer or consumer of one of its topics is, the bus is
+    in use: ``shmbus gc`` removes only buses that no live process uses.
     ``Bus(name, path=directory)`` keeps the bus in files in that directory
     (created if missing; its parent must exist): the same layout, mapped the
     same way, so it survives a restart of the machine.  Each topic's ``fsync``
@@ -44,7 +47,8 @@ class Bus:
     noticed by the others within ``liveness_timeout`` seconds.
     """
 
-    def __init__(self, name: str, path: Optional[str] = None, *, liveness_timeout: float = 1.0):
+    def __init__(self, name: str, path: Optional[str] = None, *, liveness_timeout: float = 1.0,
+                 create: bool = True):
         self.name = _names.check_name(name, "bus")
         self.path = None if path is None else _paths.directory(path, "bus path")
         self._dir = _segment.SHM_DIR if self.path is None else self.path
@@ -52,30 +56,44 @@ class Bus:
         self._liveness_ns = max(1_000_000, int(lt * 1e9))
         self._maps: Dict[str, TopicMap] = {}
         self._closed = False
-        self._open_marker()
+        self._marker_fd = -1
+        self._open_marker(create)
 
-    def _open_marker(self) -> None:
+    def _open_marker(self, create: bool) -> None:
+        """Open (or make) the bus's marker segment and hold its open lock for the
+        bus's life; a marker that ``shmbus gc`` removed meanwhile is made again."""
         name = _names.bus_segment(self.name)
         size = lib.shmbus_bus_size()
-        try:
-            seg = _segment.Segment.create(self._dir, name, size, 0o600)
-            check(lib.shmbus_bus_init(seg.ptr, seg.size))
-        except FileExistsError:
+        while True:
             try:
-                seg = _segment.Segment.open(self._dir, name, size)
-            except FileNotFoundError:  # removed meanwhile: make it again
-                return self._open_marker()
-            r = lib.shmbus_bus_check(seg.ptr, seg.size)
-            if r == lib.SHMBUS_EVERSION:
-                found = lib.shmbus_segment_version(seg.ptr, seg.size)
+                if not create:
+                    raise FileExistsError
+                seg = _segment.Segment.create(self._dir, name, size, 0o600)
+                check(lib.shmbus_bus_init(seg.ptr, seg.size))
+            except FileExistsError:
+                try:
+                    seg = _segment.Segment.open(self._dir, name, size)
+                except FileNotFoundError:  # removed meanwhile: make it again
+                    if not create:
+                        raise BusNotFoundError(f"bus {self.name!r} does not exist") from None
+                    continue
+                r = lib.shmbus_bus_check(seg.ptr, seg.size)
+                if r == lib.SHMBUS_EVERSION:
+                    found = lib.shmbus_segment_version(seg.ptr, seg.size)
+                    seg.close()
+                    raise CorruptSegmentError(
+                        f"bus {self.name!r} has layout version {found}; this shmbus reads "
+                        f"version {lib.SHMBUS_LAYOUT_VERSION}")
+                if r not in (lib.SHMBUS_OK, lib.SHMBUS_ENOTREADY):
+                    seg.close()
+                    check(r, f"bus {self.name!r}")
+            try:
+                _segment.hold_open(seg.fd, f"bus {self.name!r}")
+                if seg.is_current():
+                    self._marker_fd = os.dup(seg.fd)  # the lock lives on with this copy
+                    return
+            finally:
                 seg.close()
-                raise CorruptSegmentError(
-                    f"bus {self.name!r} has layout version {found}; this shmbus reads "
-                    f"version {lib.SHMBUS_LAYOUT_VERSION}")
-            if r not in (lib.SHMBUS_OK, lib.SHMBUS_ENOTREADY):
-                seg.close()
-                check(r, f"bus {self.name!r}")
-        seg.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -153,7 +171,7 @@ class Bus:
                 _paths.sync_directory(self.path)
         except BaseException:
             meta.close()
-            self._remove_segments(name)
+            remove_segments(self._dir, self.name, name)
             raise
         meta.close()
 
@@ -295,30 +313,15 @@ class Bus:
         _names.check_name(name, "topic")
         if not _segment.exists(self._dir, _names.meta_segment(self.name, name)):
             raise TopicNotFoundError(f"topic {name!r} does not exist on bus {self.name!r}")
-        self._remove_segments(name)
+        remove_segments(self._dir, self.name, name)
         m = self._maps.pop(name, None)
         if m is not None:
             m.release()
 
-    def _remove_segments(self, name: str) -> None:
-        try:  # a spill topic's files are elsewhere: its metadata says where
-            meta = _segment.Segment.open(self._dir, _names.meta_segment(self.name, name),
-                                         lib.shmbus_meta_size(), wait=0)
-        except (FileNotFoundError, CorruptSegmentError):
-            meta = None
-        if meta is not None:
-            info = ffi.new("struct shmbus_topic_info *")
-            if lib.shmbus_meta_read(meta.ptr, meta.size, info) == lib.SHMBUS_OK and \
-                    info.on_full == lib.SHMBUS_ON_FULL_SPILL:
-                _spill.remove_files(os.fsdecode(ffi.string(info.spill_dir)), self.name, name,
-                                    info.partitions)
-            meta.close()
-        remove_segments(self._dir, self.name, name)
-
     def unlink(self) -> None:
         """Remove the whole bus: every topic and the bus itself (also after close)."""
         for t in self._topic_names():
-            self._remove_segments(t)
+            remove_segments(self._dir, self.name, t)
         for seg in list(_segment.list_names(self._dir, _names.bus_segment(self.name) + ":")):
             _segment.unlink(self._dir, seg)
         _segment.unlink(self._dir, _names.bus_segment(self.name))
@@ -380,6 +383,8 @@ class Bus:
         if self._closed:
             return
         self._closed = True
+        close_fd(self._marker_fd)
+        self._marker_fd = -1
         maps, self._maps = self._maps, {}
         for m in maps.values():
             m.release()

@@ -39,6 +39,10 @@ class TopicNotFoundError(ShmbusError, LookupError):
     """Producing to, consuming from or deleting a topic that does not exist."""
 
 
+class BusNotFoundError(ShmbusError, LookupError):
+    """``Bus(name, create=False)`` found no such bus."""
+
+
 class GroupNotFoundError(ShmbusError, LookupError):
     """``Bus.delete_group`` of a group the topic does not have."""
 

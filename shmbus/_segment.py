@@ -165,6 +165,16 @@ def version(fd: int, header_size: int) -> int:
     return lib.shmbus_segment_version(buf, header_size)
 
 
+def hold_open(fd: int, what: str, wait: float = 2.0) -> None:
+    """Hold the segment's open lock shared on ``fd`` (until fd's open file
+    description closes): every process with a bus or topic open holds it, so
+    that ``shmbus gc`` can tell a segment nobody uses (it takes the lock
+    exclusively, briefly, to remove one; an opener waits up to ``wait`` seconds)."""
+    r = check(lib.shmbus_open_shared(fd, int(wait * 1e9)), what)
+    if r == 1:  # nobody held it: we had it exclusively, and share it at once
+        check(lib.shmbus_open_recovered(fd), what)
+
+
 def unlink(directory: str, name: str) -> bool:
     """Remove a segment; False if it did not exist."""
     try:

@@ -85,13 +85,25 @@ def take_over(directory: str, bus: str, topic: str) -> bool:
 
 
 def remove_segments(directory: str, bus: str, topic: str) -> None:
-    """Unlink a topic's segments: partitions first, the metadata last (while it
-    exists, no new topic of the name can be made)."""
+    """Unlink a topic's segments, and its spill files if it has any: partitions
+    first, the metadata last (while it exists, no new topic of the name can be
+    made)."""
     meta = _names.meta_segment(bus, topic)
+    try:  # a spill topic's files are elsewhere: its metadata says where
+        seg = _segment.Segment.open(directory, meta, lib.shmbus_meta_size(), wait=0)
+    except (FileNotFoundError, CorruptSegmentError):
+        seg = None
+    if seg is not None:
+        info = ffi.new("struct shmbus_topic_info *")
+        if lib.shmbus_meta_read(seg.ptr, seg.size, info) == lib.SHMBUS_OK and \
+                info.on_full == lib.SHMBUS_ON_FULL_SPILL:
+            _spill.remove_files(os.fsdecode(ffi.string(info.spill_dir)), bus, topic,
+                                info.partitions)
+        seg.close()
     prefix = meta[: -len("meta")]
-    for seg in list(_segment.list_names(directory, prefix)):
-        if seg != meta:
-            _segment.unlink(directory, seg)
+    for name in list(_segment.list_names(directory, prefix)):
+        if name != meta:
+            _segment.unlink(directory, name)
     _segment.unlink(directory, meta)
 
 
@@ -105,12 +117,16 @@ class TopicMap:
         self.directory = directory
         self.refs = 1
         self.segments: List[_segment.Segment] = []
-        meta = open_meta(directory, bus, topic)
-        self.segments.append(meta)
         self.handle = ffi.NULL
         self.spill_fds: List[int] = []
         self._snapshotter: Optional[Snapshotter] = None
+        meta = open_meta(directory, bus, topic)
+        self.segments.append(meta)
         try:
+            if not disk:  # (a disk topic's opener takes the open lock below, to recover)
+                _segment.hold_open(meta.fd, f"topic {topic!r}")
+                if not meta.is_current():
+                    raise TopicNotFoundError(f"topic {topic!r} of bus {bus!r} was removed")
             self.info = read_info(meta, topic)
             self.partitions = self.info["partitions"]
             # the first process to open a disk topic recovers it, alone

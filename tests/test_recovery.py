@@ -324,9 +324,9 @@ def test_gc_command_sweeps(slow_bus, procs):
     bus.create_topic("t", capacity=2**14)
     with bus.consumer("t", start="earliest"):
         dead_claims(bus, procs, 1)
-        out = subprocess.run([sys.executable, "-m", "shmbus", "gc", "--json"], capture_output=True,
-                             text=True, timeout=60)
-    found = json.loads(out.stdout)["buses"]
+        out = subprocess.run([sys.executable, "-m", "shmbus", "gc", bus.name, "--json"],
+                             capture_output=True, text=True, timeout=60)
+    found = json.loads(out.stdout)["in_use"]
     assert found[bus.name]["claims"] == 1
     assert bus.stats("t")["partitions"][0]["recovered_claims"] == 1
 

@@ -59,4 +59,4 @@ def bus_exists(directory: str, bus: str) -> bool:
 def report(command: str, e: BaseException) -> int:
     """Print ``e`` as the command's one line on stderr; the exit status."""
     print(f"shmbus {command}: {e}", file=sys.stderr)
-    return 2 if isinstance(e, Usage) else 1
+    return 2 if isinstance(e, (Usage, InvalidNameError)) else 1
