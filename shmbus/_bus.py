@@ -238,7 +238,8 @@ class Bus:
         "last_active_ns", "group_entry", "owned", "pending"}``.  ``published`` is
         the partition's end offset and ``bytes`` the bytes published (records with
         their overhead); ``oldest`` the first offset still held for some group;
-        ``fill`` the share of the capacity in use.  A group's ``name`` is None for
+        ``fill`` the share of the capacity in use (of the data region's bytes or of
+        the record index's entries, whichever is fuller).  A group's ``name`` is None for
         a consumer's private group; ``owner`` is the member entry that owns the
         partition under ``ordering="partition"`` (None when nobody does).  Under
         ``ack="auto"`` ``acked`` counts released messages and ``pending`` those

@@ -18,10 +18,11 @@ GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", 
 class Snapshotter:
     """Room for one topic's snapshot, allocated once and reused."""
 
-    def __init__(self, handle: Any, partitions: int, capacity: int, topic: str):
+    def __init__(self, handle: Any, partitions: int, capacity: int, slot_count: int, topic: str):
         self.handle = handle
         self.topic = topic
         self.capacity = capacity
+        self.slot_count = slot_count
         n = partitions
         s = self.snap = ffi.new("struct shmbus_snapshot *")
         # the arrays live as long as this object: cffi frees them with it
@@ -56,9 +57,10 @@ class Snapshotter:
     def _partition(self, i: int) -> Dict[str, Any]:
         p = self.snap.partitions[i]
         used = p.tail_position - p.head_position
+        # full when either the data region or the record index is
+        fill = max(used / self.capacity, (p.tail_offset - p.head_offset) / self.slot_count)
         out = {"partition": i, "published": p.tail_offset, "oldest": p.head_offset,
-               "bytes": p.tail_position, "bytes_in_use": used,
-               "fill": min(1.0, used / self.capacity) if self.capacity else 0.0}
+               "bytes": p.tail_position, "bytes_in_use": used, "fill": min(1.0, fill)}
         out.update({k: getattr(p, k) for k in PARTITION_COUNTERS})
         return out
 

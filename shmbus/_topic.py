@@ -199,7 +199,7 @@ class TopicMap:
         """This topic's :class:`Snapshotter` (made on first use)."""
         if self._snapshotter is None:
             self._snapshotter = Snapshotter(self.handle, self.partitions, self.info["capacity"],
-                                            self.name)
+                                            self.info["slot_count"], self.name)
         return self._snapshotter
 
     def acquire(self) -> "TopicMap":

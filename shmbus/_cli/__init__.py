@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from .. import __version__
 from .._errors import ShmbusError
-from .common import Failed, Usage, report
+from .common import Failed, Usage, exit_status
 
 # command name -> module of this package
 COMMANDS = {
@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.run(args)
     except (Failed, Usage, ShmbusError, OSError) as e:
-        return report(args.command, e)
+        return exit_status(args.command, e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader of our output went away (| head)

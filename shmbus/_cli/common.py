@@ -56,7 +56,7 @@ def bus_exists(directory: str, bus: str) -> bool:
                for s in _segment.list_names(directory, prefix))
 
 
-def report(command: str, e: BaseException) -> int:
+def exit_status(command: str, e: BaseException) -> int:
     """Print ``e`` as the command's one line on stderr; the exit status."""
     print(f"shmbus {command}: {e}", file=sys.stderr)
     return 2 if isinstance(e, (Usage, InvalidNameError)) else 1

@@ -1,0 +1,154 @@
+"""What ``stat``, ``top`` and ``export`` show: every topic of the buses asked
+for, as ``Bus.stats`` gives it, with its configuration, rates from the
+difference between two looks, and a health verdict.  The shape is the JSON of
+``shmbus stat --json``, documented in the README; keep it stable."""
+import os
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import _reclaim, _segment
+from .._bus import Bus
+from .._errors import BusNotFoundError, ShmbusError, TopicNotFoundError
+from .common import memory_buses
+
+SCHEMA = 1
+STALL_SECONDS = 5.0  # a live member that has not polled for this long, while its group lags
+FULL = 0.9  # a partition this full under on_full="block" is about to hold producers back
+DROP_COUNTERS = ("dropped_full", "dropped_oldest", "spill_lost")
+GROUP_RATES = ("delivered", "acked", "redelivered", "dead_lettered")
+
+
+class Watcher:
+    """Buses opened once and looked at again and again.  ``buses`` None means
+    every memory bus on the host, found again at each look."""
+
+    def __init__(self, buses: Optional[List[str]] = None, path: Optional[str] = None,
+                 topic: Optional[str] = None):
+        self.names = buses
+        self.path = None if path is None else os.path.abspath(path)
+        self.topic = topic
+        self.open: Dict[str, Bus] = {}
+        self.last: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        self.gone: List[str] = []  # buses that were there at the last look and are not now
+
+    def look(self) -> Dict[str, Any]:
+        """Every bus and topic now: ``{"schema", "taken_ns", "buses": {...}}``."""
+        directory = _segment.SHM_DIR if self.path is None else self.path
+        names = self.names if self.names is not None else memory_buses(directory)
+        seen = {}
+        for name in names:
+            seen[name] = self._bus(name, directory)
+        self.gone = [n for n in self.open if n not in seen or "error" in seen[n]]
+        for n in self.gone:
+            self.open.pop(n).close()
+        return {"schema": SCHEMA, "taken_ns": time.time_ns(), "buses": seen}
+
+    def _bus(self, name: str, directory: str) -> Dict[str, Any]:
+        bus = self.open.get(name)
+        if bus is not None and not _reclaim.segments(directory, name):
+            bus = None  # removed
+        if bus is None:
+            try:
+                bus = Bus(name, self.path, create=False)
+            except BusNotFoundError:
+                return {"path": self.path, "error": f"bus {name!r} does not exist"}
+            except (ShmbusError, OSError) as e:
+                return {"path": self.path, "error": str(e)}
+            self.open[name] = bus
+        topics = [self.topic] if self.topic is not None else sorted(bus.topics())
+        return {"path": self.path, "topics": {t: self._topic(bus, t) for t in topics}}
+
+    def _topic(self, bus: Bus, name: str) -> Dict[str, Any]:
+        try:
+            out: Dict[str, Any] = {"config": bus.topic_info(name)}
+            out.update(bus.stats(name))
+        except TopicNotFoundError as e:
+            self.last.pop((bus.name, name), None)
+            return {"missing": str(e), "health": _verdict("damaged", [str(e)])}
+        except (ShmbusError, OSError) as e:  # damaged, or not ours to read
+            self.last.pop((bus.name, name), None)
+            return {"damaged": str(e), "health": _verdict("damaged", [str(e)])}
+        before = self.last.get((bus.name, name))
+        self.last[(bus.name, name)] = out
+        out["rates"] = rates(before, out)
+        _mark_members(out)
+        out["health"] = health(out)
+        return out
+
+    def close(self) -> None:
+        for bus in self.open.values():
+            bus.close()
+        self.open = {}
+
+
+def rates(before: Optional[Dict[str, Any]], now: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Per second between two looks at a topic (None at the first look):
+    ``{"seconds", "messages", "bytes", "dropped"}`` for the topic, and
+    ``group["rates"]`` with ``delivered``, ``acked``, ``redelivered`` and
+    ``dead_lettered`` per second for each group seen both times."""
+    if before is None:
+        return None
+    dt = (now["monotonic_ns"] - before["monotonic_ns"]) / 1e9
+    if dt <= 0:
+        return None
+
+    def per_second(key: str, parts_now: List[Dict[str, Any]], parts_before: List[Dict[str, Any]]) -> float:
+        return max(0, sum(p[key] for p in parts_now) - sum(p[key] for p in parts_before)) / dt
+
+    out = {"seconds": dt,
+           "messages": per_second("published", now["partitions"], before["partitions"]),
+           "bytes": per_second("bytes", now["partitions"], before["partitions"]),
+           "dropped": sum(per_second(k, now["partitions"], before["partitions"])
+                          for k in DROP_COUNTERS)}
+    old = {(g["entry"], g["name"]): g for g in before["groups"]}
+    for g in now["groups"]:
+        b = old.get((g["entry"], g["name"]))
+        if b is not None:
+            g["rates"] = {k: max(0, g[k] - b[k]) / dt for k in GROUP_RATES}
+    return out
+
+
+def _mark_members(topic: Dict[str, Any]) -> None:
+    """Each member gains ``idle_seconds`` (since its last poll or wait) and
+    ``stalled``: alive, idle for STALL_SECONDS or more while its group lags."""
+    now = topic["taken_ns"]
+    for g in topic["groups"]:
+        for m in g["members"]:
+            m["idle_seconds"] = max(0.0, (now - m["last_active_ns"]) / 1e9)
+            m["stalled"] = m["alive"] and g["lag"] > 0 and m["idle_seconds"] >= STALL_SECONDS
+
+
+def health(topic: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"status": "ok" | "warning", "problems": [one line each]}``."""
+    problems = []
+    cfg = topic["config"]
+    if cfg["on_full"] == "block":
+        for p in topic["partitions"]:
+            if p["fill"] >= FULL:
+                problems.append(f"partition {p['partition']} is {p['fill']:.0%} full: "
+                                "producers will wait")
+    r = topic["rates"]
+    if r is not None and r["dropped"] > 0:
+        problems.append(f"dropping {r['dropped']:.0f} messages/s")
+    for g in topic["groups"]:
+        label = "a private group" if g["private"] else f"group {g['name']!r}"
+        if not g["private"] and g["lag"] > 0 and g["live_members"] == 0:
+            problems.append(f"{label}: lag {g['lag']} and no live member")
+        for m in g["members"]:
+            if not m["alive"] and (m["pending"] or m["owned"]):
+                problems.append(f"{label}: member pid {m['pid']} died holding "
+                                f"{m['pending']} deliveries and {m['owned']} partitions "
+                                "(recovered at the next sweep)")
+            elif m["stalled"]:
+                problems.append(f"{label}: member pid {m['pid']} has not polled for "
+                                f"{m['idle_seconds']:.0f} s (lag {g['lag']})")
+        gr = g.get("rates")
+        if gr and gr["redelivered"] > 0:
+            problems.append(f"{label}: redelivering {gr['redelivered']:.0f} messages/s")
+        if gr and gr["dead_lettered"] > 0:
+            problems.append(f"{label}: dead-lettering {gr['dead_lettered']:.0f} messages/s")
+    return _verdict("warning" if problems else "ok", problems)
+
+
+def _verdict(status: str, problems: List[str]) -> Dict[str, Any]:
+    return {"status": status, "problems": problems}
