@@ -195,6 +195,9 @@ int shmbus_create_begin(int meta_fd);
 void shmbus_create_end(int meta_fd);
 int shmbus_creator_gone(int meta_fd);
 uint32_t shmbus_segment_version(const void *mem, uint64_t size);
+/* When the segment was made (CLOCK_REALTIME ns; 0 if the header is short). */
+uint64_t shmbus_segment_created(const void *mem, uint64_t size);
+uint64_t shmbus_segment_header_size(void);
 
 /* Topics: attach validates every segment; partitions[i] has sizes[i] bytes. */
 shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
@@ -237,6 +240,9 @@ int shmbus_topic_set_files(shmbus_topic *topic, const int *fds, uint32_t count);
 int shmbus_open_exclusive(int meta_fd);
 int shmbus_open_shared(int meta_fd, int64_t timeout_ns);
 int shmbus_open_recovered(int meta_fd);
+/* 1 when some process holds the segment's open lock (has the bus or topic
+ * open), 0 when none does; changes nothing. */
+int shmbus_open_held(int fd);
 int64_t shmbus_recover(shmbus_topic *topic, uint32_t partition, uint64_t *bad_offset);
 /* CRC-32C, as records' checksums use it (continuing from crc; 0 to start). */
 uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t n);

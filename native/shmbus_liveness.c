@@ -83,6 +83,8 @@ int shmbus_open_shared(int fd, int64_t timeout_ns)
     }
 }
 
+int shmbus_open_held(int fd) { return shmbus_lock_held(fd, SHMBUS_LOCK_OPEN); }
+
 /* The exclusive lock becomes a shared one at once (no gap for another to
  * recover in). */
 int shmbus_open_recovered(int fd)

@@ -146,6 +146,14 @@ uint32_t shmbus_segment_version(const void *mem, uint64_t size)
     return load_acquire(&h->layout_version);
 }
 
+uint64_t shmbus_segment_created(const void *mem, uint64_t size)
+{
+    const struct shmbus_segment_header *h = mem;
+    return size < sizeof *h ? 0 : h->created_ns;
+}
+
+uint64_t shmbus_segment_header_size(void) { return sizeof(struct shmbus_segment_header); }
+
 int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *out)
 {
     const struct shmbus_meta *m = mem;

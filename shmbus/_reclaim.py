@@ -106,10 +106,14 @@ def claim(directory: str, bus: str, topic: Optional[str] = None) -> Optional[Cla
             c.release()
 
 
-def in_use(directory: str, bus: str, topic: Optional[str] = None) -> bool:
-    """Whether a live process has the bus (or topic) open, or is creating a topic."""
-    c = claim(directory, bus, topic)
-    if c is None:
-        return True
-    c.release()
-    return False
+def in_use(directory: str, name: str) -> bool:
+    """Whether a live process has the segment (a bus's marker, a topic's
+    metadata) open; looking changes nothing."""
+    try:
+        fd = _segment.open_fd(directory, name)
+    except FileNotFoundError:
+        return False
+    try:
+        return lib.shmbus_open_held(fd) == 1
+    finally:
+        close_fd(fd)

@@ -8,7 +8,7 @@ import mmap
 import os
 import stat
 import time
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from ._core import check
 from ._errors import CorruptSegmentError, UnsafeSegmentError
@@ -154,15 +154,25 @@ def same_file(fd: int, directory: str, name: str) -> bool:
     return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
 
 
-def version(fd: int, header_size: int) -> int:
-    """The layout version in the header of the segment open on fd, as far as the
-    file holds it (a file cut short reads as zeros past its end): 0 when none
-    was written."""
-    head = bytearray(header_size)
-    got = os.pread(fd, header_size, 0)
+def _header(fd: int, size: int) -> Any:
+    """The first ``size`` bytes of the segment open on fd, as far as the file
+    holds them (a file cut short reads as zeros past its end)."""
+    head = bytearray(size)
+    got = os.pread(fd, size, 0)
     head[:len(got)] = got
-    buf = ffi.from_buffer(head)
-    return lib.shmbus_segment_version(buf, header_size)
+    return ffi.from_buffer(head)
+
+
+def version(fd: int, header_size: int) -> int:
+    """The layout version in the header of the segment open on fd: 0 when none
+    was written."""
+    return lib.shmbus_segment_version(_header(fd, header_size), header_size)
+
+
+def created(fd: int) -> int:
+    """When the segment open on fd was made (ns since the epoch; 0 if unknown)."""
+    n = lib.shmbus_segment_header_size()
+    return lib.shmbus_segment_created(_header(fd, n), n)
 
 
 def hold_open(fd: int, what: str, wait: float = 2.0) -> None:
