@@ -57,6 +57,9 @@ class Bus:
         self._maps: Dict[str, TopicMap] = {}
         self._closed = False
         self._marker_fd = -1
+        # shmbus stat, top and export look without the recovery sweep on attach:
+        # they show what dead processes left until a user of the topic recovers it
+        self._monitor = False
         self._open_marker(create)
 
     def _open_marker(self, create: bool) -> None:
@@ -341,7 +344,8 @@ class Bus:
         m = self._maps.get(topic)
         if m is not None and m.is_current():
             return m.acquire()
-        m = TopicMap(self._dir, self.name, topic, self._liveness_ns, disk=self.path is not None)
+        m = TopicMap(self._dir, self.name, topic, self._liveness_ns, disk=self.path is not None,
+                     sweep=not self._monitor)
         old = self._maps.pop(topic, None)
         if old is not None:
             old.release()

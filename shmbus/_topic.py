@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from . import _names, _segment, _spill
 from ._core import check, error
-from ._errors import CorruptSegmentError, TopicNotFoundError
+from ._errors import CorruptSegmentError, TopicNotFoundError, UnsafeSegmentError
 from ._native import ffi, lib
 from ._snapshot import Snapshotter
 
@@ -91,7 +91,7 @@ def remove_segments(directory: str, bus: str, topic: str) -> None:
     meta = _names.meta_segment(bus, topic)
     try:  # a spill topic's files are elsewhere: its metadata says where
         seg = _segment.Segment.open(directory, meta, lib.shmbus_meta_size(), wait=0)
-    except (FileNotFoundError, CorruptSegmentError):
+    except (FileNotFoundError, CorruptSegmentError, UnsafeSegmentError):
         seg = None
     if seg is not None:
         info = ffi.new("struct shmbus_topic_info *")
@@ -111,7 +111,8 @@ class TopicMap:
     """The mapped segments of one topic, in ``directory`` (a disk bus's own, or
     /dev/shm).  A disk topic's first opener recovers it (see :func:`recover`)."""
 
-    def __init__(self, directory: str, bus: str, topic: str, liveness_ns: int, disk: bool = False):
+    def __init__(self, directory: str, bus: str, topic: str, liveness_ns: int, disk: bool = False,
+                 sweep: bool = True):
         self.bus = bus
         self.name = topic
         self.directory = directory
@@ -172,7 +173,8 @@ class TopicMap:
             raise
         self.meta = meta
         # what a dead process left, put right before this process uses the topic
-        self.attach_sweep = self.sweep()
+        # (a monitor does not: it shows what is there)
+        self.attach_sweep = self.sweep() if sweep else dict.fromkeys(SWEEP_FIELDS, 0)
         # per partition: the mapping and a memoryview over it, for message bytes
         self.maps = [s.mm for s in parts]
         self.views = [memoryview(s.mm).toreadonly() for s in parts]  # readers never write

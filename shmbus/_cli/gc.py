@@ -38,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
         if not _reclaim.segments(_segment.SHM_DIR, name):
             raise Failed(f"no memory bus {name!r}")
     for name in args.buses or memory_buses():
-        c = _reclaim.claim(_segment.SHM_DIR, name)
+        try:
+            c = _reclaim.claim(_segment.SHM_DIR, name)
+        except ShmbusError as e:  # a segment it may not trust
+            print(f"shmbus gc: bus {name!r}: {e}", file=sys.stderr)
+            failed = 1
+            continue
         if c is not None:
             if args.dry_run:
                 c.release()

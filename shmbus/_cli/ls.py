@@ -4,7 +4,8 @@ them open.  Looking opens nothing and changes nothing.
 
 ``--json``: ``{"buses": [{"name", "path", "created_ns", "in_use", "bytes",
 "topics": [{"name", "partitions", "bytes", "created_ns", "in_use"}]}]}``;
-``created_ns`` is null when unknown (a marker or metadata segment missing)."""
+``created_ns`` is null when unknown (a marker or metadata segment missing),
+``in_use`` when a segment may not be trusted (another user's, say)."""
 import argparse
 import json
 import os
@@ -39,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     now = time.time_ns()
     for b in buses:
         t.add_row(f"[bold]{b['name']}[/]", "", _size(b["bytes"]), _age(now, b["created_ns"]),
-                  "yes" if b["in_use"] else "no")
+                  _yes(b["in_use"]))
         for tp in b["topics"]:
             t.add_row(f"  {tp['name']}", str(tp["partitions"]), _size(tp["bytes"]),
-                      _age(now, tp["created_ns"]), "yes" if tp["in_use"] else "no")
+                      _age(now, tp["created_ns"]), _yes(tp["in_use"]))
     console.print(t)
     return 0
 
@@ -52,7 +53,7 @@ def _bus(directory: str, name: str, path: Optional[str]) -> Dict[str, Any]:
     topics = [_topic(directory, name, t) for t in _reclaim.topics(directory, name)]
     names = _reclaim.segments(directory, name)
     return {"name": name, "path": path, "created_ns": _created(directory, marker),
-            "in_use": _reclaim.in_use(directory, marker) or any(t["in_use"] for t in topics),
+            "in_use": _in_use(directory, marker) or any(t["in_use"] for t in topics),
             "bytes": _reclaim.size(directory, names), "topics": topics}
 
 
@@ -61,7 +62,15 @@ def _topic(directory: str, bus: str, topic: str) -> Dict[str, Any]:
     names = [n for n in _reclaim.segments(directory, bus) if _names.parse_segment(n)[1] == topic]
     return {"name": topic, "partitions": sum(1 for n in names if n != meta),
             "bytes": _reclaim.size(directory, names), "created_ns": _created(directory, meta),
-            "in_use": _reclaim.in_use(directory, meta)}
+            "in_use": _in_use(directory, meta)}
+
+
+def _in_use(directory: str, name: str) -> Optional[bool]:
+    """None when the segment may not be trusted (see ``shmbus stat``)."""
+    try:
+        return _reclaim.in_use(directory, name)
+    except PermissionError:
+        return None
 
 
 def _created(directory: str, name: str) -> Optional[int]:
@@ -73,6 +82,10 @@ def _created(directory: str, name: str) -> Optional[int]:
         return _segment.created(fd) or None
     finally:
         os.close(fd)
+
+
+def _yes(flag: Optional[bool]) -> str:
+    return "?" if flag is None else "yes" if flag else "no"
 
 
 def _size(n: int) -> str:

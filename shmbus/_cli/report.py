@@ -50,6 +50,7 @@ class Watcher:
         if bus is None:
             try:
                 bus = Bus(name, self.path, create=False)
+                bus._monitor = True
             except BusNotFoundError:
                 return {"path": self.path, "error": f"bus {name!r} does not exist"}
             except (ShmbusError, OSError) as e:

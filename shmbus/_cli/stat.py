@@ -71,7 +71,8 @@ def _topic(console: Console, name: str, t: Dict[str, Any]) -> None:
     h = t["health"]
     colour = {"ok": "green", "warning": "yellow", "damaged": "red"}[h["status"]]
     if "config" not in t:
-        console.print(f"  topic [bold]{name}[/]: [{colour}]{h['problems'][0]}[/]")
+        what = "damaged" if "damaged" in t else "missing"
+        console.print(f"  topic [bold]{name}[/]: [{colour}]{what}: {h['problems'][0]}[/]")
         return
     c = t["config"]
     r = t["rates"]
