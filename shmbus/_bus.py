@@ -342,13 +342,12 @@ class Bus:
         self._check_open()
         _names.check_name(topic, "topic")
         m = self._maps.get(topic)
-        if m is not None and m.is_current():
-            return m.acquire()
+        if m is not None:
+            if m.is_current():
+                return m.acquire()
+            self._maps.pop(topic).release()  # removed: let its mapping go
         m = TopicMap(self._dir, self.name, topic, self._liveness_ns, disk=self.path is not None,
                      sweep=not self._monitor)
-        old = self._maps.pop(topic, None)
-        if old is not None:
-            old.release()
         self._maps[topic] = m.acquire()
         return m
 
