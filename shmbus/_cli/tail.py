@@ -25,6 +25,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -35,6 +36,7 @@ from .._message import Message
 from .common import Failed, Usage, add_path, bus_directory, bus_exists, target
 
 BATCH = 256  # messages fetched per call into the core
+CHECK_EVERY = 0.5  # seconds between checks, while waiting, that stdout's reader is there
 
 
 def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:
@@ -128,6 +130,13 @@ def _note_lost(lost: int) -> None:
               "before they could be read", file=sys.stderr, flush=True)
 
 
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe whose reading end was closed (``| head`` exited)."""
+    p = select.poll()
+    p.register(fd, 0)  # POLLERR and POLLHUP are always reported
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+
+
 def follow(c: Any, fmt: Callable[[Message], bytes], limit: Optional[int],
            idle: Optional[float]) -> None:
     """Print messages until ``limit`` were printed or ``idle`` seconds pass without one."""
@@ -136,11 +145,13 @@ def follow(c: Any, fmt: Callable[[Message], bytes], limit: Optional[int],
     deadline = None if idle is None else time.monotonic() + idle
     while limit is None or printed < limit:
         want = BATCH if limit is None else min(BATCH, limit - printed)
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        msgs: List[Message] = c.poll_batch(want, timeout=wait)
+        wait = CHECK_EVERY if deadline is None else min(CHECK_EVERY, deadline - time.monotonic())
+        msgs: List[Message] = c.poll_batch(want, timeout=max(0.0, wait))
         if not msgs:
             if deadline is not None and time.monotonic() >= deadline:
                 return
+            if reader_gone(out.fileno()):
+                raise BrokenPipeError
             continue
         lost = 0
         chunks = []
