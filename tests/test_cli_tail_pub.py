@@ -73,7 +73,7 @@ def tails():
 
 def members(bus, topic, private=True):
     """Live members of the topic's private groups (or of its named groups)."""
-    return sum(g["members"] for g in bus.stats(topic)["groups"] if g["private"] == private)
+    return sum(g["live_members"] for g in bus.stats(topic)["groups"] if g["private"] == private)
 
 
 def attached(tail, bus, topic, n=1):

@@ -48,13 +48,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (| head)
+        sys.stderr.close()
+        return 0
     except (Failed, Usage, ShmbusError, OSError) as e:
         return exit_status(args.command, e)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader of our output went away (| head)
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@ reporting a failure (exit 1) or bad usage (exit 2) in one line on stderr."""
 import argparse
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .. import _names, _segment
-from .._errors import InvalidNameError
+from .._errors import BusNotFoundError, InvalidNameError
+
+if TYPE_CHECKING:
+    from .._bus import Bus
 
 
 class Failed(Exception):
@@ -50,13 +53,17 @@ def memory_buses(directory: str = _segment.SHM_DIR) -> List[str]:
     return sorted(names)
 
 
-def bus_exists(directory: str, bus: str) -> bool:
-    prefix = _names.bus_segment(bus)
-    return any(s == prefix or s.startswith(prefix + ":")
-               for s in _segment.list_names(directory, prefix))
-
-
 def exit_status(command: str, e: BaseException) -> int:
     """Print ``e`` as the command's one line on stderr; the exit status."""
     print(f"shmbus {command}: {e}", file=sys.stderr)
     return 2 if isinstance(e, (Usage, InvalidNameError)) else 1
+
+
+def open_bus(bus: str, path: Optional[str]) -> "Bus":
+    """The bus, which must exist already (commands never create one)."""
+    from .._bus import Bus
+    try:
+        return Bus(bus, path, create=False)
+    except BusNotFoundError:
+        where = "" if path is None else f" in {bus_directory(path)}"
+        raise Failed(f"bus {bus!r} does not exist{where}") from None

@@ -12,8 +12,7 @@ import sys
 from typing import Dict, List, Optional
 
 from .._errors import BusFull, MessageTooLargeError
-from .common import Failed, Usage, add_path, target
-from .tail import open_bus
+from .common import Failed, Usage, add_path, open_bus, target
 
 
 def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from .._bus import Bus
 from .._errors import ConfigMismatchError, MessageReleasedError
 from .._message import Message
-from .common import Failed, Usage, add_path, bus_directory, bus_exists, target
+from .common import Usage, add_path, open_bus, target
 
 BATCH = 256  # messages fetched per call into the core
 CHECK_EVERY = 0.5  # seconds between checks, while waiting, that stdout's reader is there
@@ -60,15 +60,6 @@ def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.Argumen
                    help="exit (status 0) after S seconds without a message")
     add_path(p)
     return p
-
-
-def open_bus(bus: str, path: Optional[str]) -> Bus:
-    """The bus, which must exist already: opening a Bus would create it."""
-    directory = bus_directory(path)
-    if not bus_exists(directory, bus):
-        where = "" if path is None else f" in {directory}"
-        raise Failed(f"bus {bus!r} does not exist{where}")
-    return Bus(bus, path)
 
 
 def text(data: bytes) -> Union[str, Dict[str, str]]:
