@@ -73,7 +73,8 @@ def test_stat_json_is_what_the_processes_did(bus, procs, spawn):
     [m] = group_named(t, "g")["members"]
     assert not m["alive"] and m["pending"] == 100
     assert t["health"]["status"] == "warning"
-    assert any("died holding 100" in p for p in t["health"]["problems"]), t["health"]
+    assert any(p["kind"] == "dead_member" and "died holding 100" in p["text"]
+               for p in t["health"]["problems"]), t["health"]
     # a user of the topic recovers it; then stat says so
     assert bus.sweep("t")["deliveries"] == 100
     g = group_named(stat_json(bus.name)["buses"][bus.name]["topics"]["t"], "g")

@@ -16,6 +16,9 @@ STALL_SECONDS = 5.0  # a live member that has not polled for this long, while it
 FULL = 0.9  # a partition this full under on_full="block" is about to hold producers back
 DROP_COUNTERS = ("dropped_full", "dropped_oldest", "spill_lost")
 GROUP_RATES = ("delivered", "acked", "redelivered", "dead_lettered")
+# the kinds of problem health() reports, the most serious first
+PROBLEMS = ("damaged", "dead_member", "dropping", "full", "no_member", "stalled",
+            "dead_lettering", "redelivering")
 
 
 class Watcher:
@@ -23,8 +26,9 @@ class Watcher:
     every memory bus on the host, found again at each look."""
 
     def __init__(self, buses: Optional[List[str]] = None, path: Optional[str] = None,
-                 topic: Optional[str] = None):
+                 topic: Optional[str] = None, stall_seconds: float = STALL_SECONDS):
         self.names = buses
+        self.stall_seconds = stall_seconds
         self.path = None if path is None else os.path.abspath(path)
         self.topic = topic
         self.open: Dict[str, Bus] = {}
@@ -65,14 +69,14 @@ class Watcher:
             out.update(bus.stats(name))
         except TopicNotFoundError as e:
             self.last.pop((bus.name, name), None)
-            return {"missing": str(e), "health": _verdict("damaged", [str(e)])}
+            return {"missing": str(e), "health": _damaged(str(e))}
         except (ShmbusError, OSError) as e:  # damaged, or not ours to read
             self.last.pop((bus.name, name), None)
-            return {"damaged": str(e), "health": _verdict("damaged", [str(e)])}
+            return {"damaged": str(e), "health": _damaged(str(e))}
         before = self.last.get((bus.name, name))
         self.last[(bus.name, name)] = out
         out["rates"] = rates(before, out)
-        _mark_members(out)
+        _mark_members(out, self.stall_seconds)
         out["health"] = health(out)
         return out
 
@@ -109,47 +113,53 @@ def rates(before: Optional[Dict[str, Any]], now: Dict[str, Any]) -> Optional[Dic
     return out
 
 
-def _mark_members(topic: Dict[str, Any]) -> None:
+def _mark_members(topic: Dict[str, Any], stall_seconds: float) -> None:
     """Each member gains ``idle_seconds`` (since its last poll or wait) and
-    ``stalled``: alive, idle for STALL_SECONDS or more while its group lags."""
+    ``stalled``: alive, idle for ``stall_seconds`` or more while its group lags."""
     now = topic["taken_ns"]
     for g in topic["groups"]:
         for m in g["members"]:
             m["idle_seconds"] = max(0.0, (now - m["last_active_ns"]) / 1e9)
-            m["stalled"] = m["alive"] and g["lag"] > 0 and m["idle_seconds"] >= STALL_SECONDS
+            m["stalled"] = m["alive"] and g["lag"] > 0 and m["idle_seconds"] >= stall_seconds
 
 
 def health(topic: Dict[str, Any]) -> Dict[str, Any]:
-    """``{"status": "ok" | "warning", "problems": [one line each]}``."""
+    """``{"status": "ok" | "warning", "problems": [{"kind", "text"}]}``, kinds
+    as in PROBLEMS, most serious first."""
     problems = []
-    cfg = topic["config"]
-    if cfg["on_full"] == "block":
+
+    def problem(kind: str, text: str) -> None:
+        problems.append({"kind": kind, "text": text})
+
+    if topic["config"]["on_full"] == "block":
         for p in topic["partitions"]:
             if p["fill"] >= FULL:
-                problems.append(f"partition {p['partition']} is {p['fill']:.0%} full: "
+                problem("full", f"partition {p['partition']} is {p['fill']:.0%} full: "
                                 "producers will wait")
     r = topic["rates"]
     if r is not None and r["dropped"] > 0:
-        problems.append(f"dropping {r['dropped']:.0f} messages/s")
+        problem("dropping", f"dropping {r['dropped']:.0f} messages/s")
     for g in topic["groups"]:
         label = "a private group" if g["private"] else f"group {g['name']!r}"
         if not g["private"] and g["lag"] > 0 and g["live_members"] == 0:
-            problems.append(f"{label}: lag {g['lag']} and no live member")
+            problem("no_member", f"{label}: lag {g['lag']} and no live member")
         for m in g["members"]:
             if not m["alive"] and (m["pending"] or m["owned"]):
-                problems.append(f"{label}: member pid {m['pid']} died holding "
-                                f"{m['pending']} deliveries and {m['owned']} partitions "
-                                "(recovered at the next sweep)")
+                problem("dead_member", f"{label}: member pid {m['pid']} died holding "
+                                       f"{m['pending']} deliveries and {m['owned']} partitions "
+                                       "(recovered at the next sweep)")
             elif m["stalled"]:
-                problems.append(f"{label}: member pid {m['pid']} has not polled for "
-                                f"{m['idle_seconds']:.0f} s (lag {g['lag']})")
+                problem("stalled", f"{label}: member pid {m['pid']} has not polled for "
+                                   f"{m['idle_seconds']:.0f} s (lag {g['lag']})")
         gr = g.get("rates")
         if gr and gr["redelivered"] > 0:
-            problems.append(f"{label}: redelivering {gr['redelivered']:.0f} messages/s")
+            problem("redelivering", f"{label}: redelivering {gr['redelivered']:.0f} messages/s")
         if gr and gr["dead_lettered"] > 0:
-            problems.append(f"{label}: dead-lettering {gr['dead_lettered']:.0f} messages/s")
-    return _verdict("warning" if problems else "ok", problems)
+            problem("dead_lettering",
+                    f"{label}: dead-lettering {gr['dead_lettered']:.0f} messages/s")
+    problems.sort(key=lambda p: PROBLEMS.index(p["kind"]))
+    return {"status": "warning" if problems else "ok", "problems": problems}
 
 
-def _verdict(status: str, problems: List[str]) -> Dict[str, Any]:
-    return {"status": status, "problems": problems}
+def _damaged(text: str) -> Dict[str, Any]:
+    return {"status": "damaged", "problems": [{"kind": "damaged", "text": text}]}

@@ -72,7 +72,7 @@ def _topic(console: Console, name: str, t: Dict[str, Any]) -> None:
     colour = {"ok": "green", "warning": "yellow", "damaged": "red"}[h["status"]]
     if "config" not in t:
         what = "damaged" if "damaged" in t else "missing"
-        console.print(f"  topic [bold]{name}[/]: [{colour}]{what}: {h['problems'][0]}[/]")
+        console.print(f"  topic [bold]{name}[/]: [{colour}]{what}: {h['problems'][0]['text']}[/]")
         return
     c = t["config"]
     r = t["rates"]
@@ -82,7 +82,7 @@ def _topic(console: Console, name: str, t: Dict[str, Any]) -> None:
                   f"retention={c['retention']}, {len(t['producers'])} producer(s){rate}: "
                   f"[{colour}]{h['status']}[/]")
     for problem in h["problems"]:
-        console.print(f"    [{colour}]! {problem}[/]")
+        console.print(f"    [{colour}]! {problem['text']}[/]")
     parts = Table("partition", "published", "oldest", "fill", "dropped", "recovered",
                   box=None, padding=(0, 1), show_edge=False)
     for p in t["partitions"]:
