@@ -112,7 +112,7 @@ class Producer(Handle):
         if partition is None:
             if self._partitions == 1:
                 partition = 0
-            elif k is not None:
+            elif key is not None:
                 partition = lib.shmbus_partition_for_key(k, klen, self._partitions)
             else:
                 partition = self._next

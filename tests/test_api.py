@@ -788,3 +788,14 @@ def test_log_retention_limits_and_seeking_before_the_oldest(bus):
         p.send(b"new")
     with bus.consumer("w", start="earliest") as c:
         assert c.poll(timeout=1).value == b"new"
+
+
+def test_keyless_sends_are_spread_over_the_partitions(bus):
+    """A producer sends keyless messages to each partition in turn (send and
+    send_many alike); an empty key is a key, and lands where b"" hashes."""
+    bus.create_topic("t", partitions=3, capacity=2**16)
+    with bus.producer("t") as p:
+        parts = [p.send(b"x").partition for _ in range(6)]
+        assert sorted(parts) == [0, 0, 1, 1, 2, 2]
+        empty = {p.send(b"x", key=b"").partition for _ in range(4)}
+        assert len(empty) == 1
