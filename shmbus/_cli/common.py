@@ -67,3 +67,12 @@ def open_bus(bus: str, path: Optional[str]) -> "Bus":
     except BusNotFoundError:
         where = "" if path is None else f" in {bus_directory(path)}"
         raise Failed(f"bus {bus!r} does not exist{where}") from None
+
+
+def size_text(n: float) -> str:
+    """Bytes for people: 512 B, 1.5 KiB, 64.0 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

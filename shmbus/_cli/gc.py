@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from .. import _names, _reclaim, _segment
 from .._bus import Bus
 from .._errors import BusNotFoundError, ShmbusError
-from .common import Failed, memory_buses
+from .common import Failed, memory_buses, size_text
 
 
 def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         verb = "would remove" if args.dry_run else "removed"
         for r in removed:
-            print(f"{verb} bus {r['bus']}: {len(r['topics'])} topic(s), {_mib(r['bytes'])}")
+            print(f"{verb} bus {r['bus']}: {len(r['topics'])} topic(s), {size_text(r['bytes'])}")
         for label, got in in_use.items():
             done = ", ".join(f"{v} {k}" for k, v in got.items() if v) or "nothing to recover"
             print(f"bus {label} is in use: {'not swept (dry run)' if args.dry_run else done}")
@@ -89,8 +89,4 @@ def _sweep(name: str, path: Optional[str], label: str, out: Dict[str, Dict[str, 
 
 def _disk_buses(directory: str) -> List[str]:
     """The buses whose marker is in ``directory``."""
-    return [n for n in memory_buses(directory) if _segment.exists(directory, f"shmbus:{n}")]
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    return [n for n in memory_buses(directory) if _segment.exists(directory, _names.bus_segment(n))]

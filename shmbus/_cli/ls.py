@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import _names, _reclaim, _segment
-from .common import add_path, bus_directory, memory_buses
+from .common import add_path, bus_directory, memory_buses, size_text
 
 
 def add_parser(sub: "argparse._SubParsersAction", name: str) -> argparse.ArgumentParser:
@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     t = Table("bus / topic", "partitions", "size", "age", "in use", box=None, padding=(0, 2))
     now = time.time_ns()
     for b in buses:
-        t.add_row(f"[bold]{b['name']}[/]", "", _size(b["bytes"]), _age(now, b["created_ns"]),
+        t.add_row(f"[bold]{b['name']}[/]", "", size_text(b["bytes"]), _age(now, b["created_ns"]),
                   _yes(b["in_use"]))
         for tp in b["topics"]:
-            t.add_row(f"  {tp['name']}", str(tp["partitions"]), _size(tp["bytes"]),
+            t.add_row(f"  {tp['name']}", str(tp["partitions"]), size_text(tp["bytes"]),
                       _age(now, tp["created_ns"]), _yes(tp["in_use"]))
     console.print(t)
     return 0
@@ -86,14 +86,6 @@ def _created(directory: str, name: str) -> Optional[int]:
 
 def _yes(flag: Optional[bool]) -> str:
     return "?" if flag is None else "yes" if flag else "no"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _age(now: int, created: Optional[int]) -> str:
