@@ -28,6 +28,7 @@ import shmbus
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import floors  # noqa: E402
 from machine import describe  # noqa: E402
+from children import reap  # noqa: E402
 
 KiB, MiB = 1024, 1024 * 1024
 SIZES = [64, KiB, 64 * KiB, MiB]
@@ -167,13 +168,7 @@ def _pair(sender, sargs, receiver, rargs, send_extra=(), receive_extra=()):
             raise RuntimeError(f"{receiver.__name__}: got {got} of {n}, {bad} corrupt")
         return (n - 1) / (t1 - t0)
     finally:
-        for p in (s, r):
-            if p.pid is None:
-                continue
-            p.join(60)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
+        reap((s, r), 60)
 
 
 def _result(results, procs, timeout=600):
@@ -258,10 +253,7 @@ def round_trip(kind, n, spin=0.0):
         q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] / 1000.0
         return {"p50": q(0.50), "p99": q(0.99), "p999": q(0.999)}
     finally:
-        for p in procs:
-            p.join(60)
-            if p.is_alive():
-                p.kill()
+        reap(procs, 60)
         if bus is not None:
             bus.unlink()
             bus.close()

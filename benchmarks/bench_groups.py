@@ -28,6 +28,7 @@ import shmbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe  # noqa: E402
+from children import reap  # noqa: E402
 
 SIZE = 64
 PARTITIONS = 2
@@ -119,11 +120,7 @@ def run(mode, n, ordering):
         shares = sorted(g[1] / count for g in got)
         return seq / (max(g[0] for g in got) - t0), shares[0]
     finally:
-        for pr in procs:
-            pr.join(30)
-            if pr.is_alive():
-                pr.kill()
-                pr.join(5)
+        reap(procs, 30)
         bus.unlink()
         bus.close()
 

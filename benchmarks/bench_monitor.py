@@ -51,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from machine import describe  # noqa: E402
+from children import reap  # noqa: E402
 
 SIZE = 64
 BATCH = 1000
@@ -299,11 +300,7 @@ def run(watched: bool, seconds: float, ctx, pinned: bool = False):
     finally:
         if watchers:
             watchers.close()
-        for pr in procs:
-            pr.join(10)
-            if pr.is_alive():
-                pr.kill()
-                pr.join(5)
+        reap(procs, 10)
         bus.unlink()
         bus.close()
 
