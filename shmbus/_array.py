@@ -21,6 +21,23 @@ def prepare(array: Any) -> Tuple[memoryview, str]:
     return memoryview(array.reshape(-1).view(np.uint8)), descr
 
 
+def is_array(values: Any) -> bool:
+    return isinstance(values, np.ndarray)
+
+
+def rows(array: np.ndarray) -> Tuple[memoryview, np.ndarray, int]:
+    """For ``send_many`` of an array: each element along the first axis is one
+    message.  Its bytes end to end, the lengths, and the length of one."""
+    if array.ndim == 0:
+        raise TypeError("send_many of a 0-d array: send() it, or give a 1-d array of messages")
+    if array.dtype.hasobject:
+        raise TypeError("arrays of Python objects cannot be sent; pickle them instead")
+    array = np.ascontiguousarray(array)
+    count = array.shape[0]
+    size = array.nbytes // count if count else 0
+    return (memoryview(array.reshape(-1).view(np.uint8)), np.full(count, size, np.uint64), size)
+
+
 def restore(buffer: Any, descr: str) -> np.ndarray:
     """An array over ``buffer`` (no copy) as described by ``prepare``."""
     try:

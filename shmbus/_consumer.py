@@ -3,6 +3,9 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
 
+import numpy as np
+
+from ._columns import Columns
 from ._config import ACK, MAX_DELAY, ORDERING, START, choice, seconds
 from ._core import error
 from ._dead_letter import DeadLetters
@@ -31,6 +34,15 @@ MAX_BATCH = 65536
 # With manual acks poll() fetches one at a time: a delivery's ack deadline starts
 # when it is handed out, and a nack holds back what was not handed out yet.
 PREFETCH = 64
+
+
+def _check_batch(max_messages: Any, timeout: Any) -> None:
+    if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+        raise TypeError("max_messages must be an int")
+    if not 1 <= max_messages <= MAX_BATCH:
+        raise ConfigError(f"max_messages must be between 1 and {MAX_BATCH}")
+    if timeout and timeout < 0:
+        raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
 
 
 class Consumer(Handle):
@@ -65,7 +77,7 @@ class Consumer(Handle):
 
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
                  "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
-                 "_drainer", "_ordering", "_gens")
+                 "_drainer", "_ordering", "_gens", "_columns")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -91,6 +103,7 @@ class Consumer(Handle):
         self._busy = False
         self._closing = False
         self._unread: Any = None
+        self._columns: Optional[Columns] = None
         self._manual = ack == "manual"
         self._ordering = ordering
         # seeks per partition: a fetch's deliveries carry the tuple current then
@@ -154,12 +167,7 @@ class Consumer(Handle):
     def poll_batch(self, max_messages: int = 1000, timeout: Optional[float] = 0.1) -> List[Message]:
         """Up to ``max_messages`` messages with one call into the core; waits up to
         ``timeout`` seconds for the first.  Maybe empty."""
-        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
-            raise TypeError("max_messages must be an int")
-        if not 1 <= max_messages <= MAX_BATCH:
-            raise ConfigError(f"max_messages must be between 1 and {MAX_BATCH}")
-        if timeout and timeout < 0:
-            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
+        _check_batch(max_messages, timeout)
         i = self._i
         if i >= self._n:
             if not self._fetch(max_messages, timeout):
@@ -177,6 +185,38 @@ class Consumer(Handle):
             m._i = j
             out.append(m)
         return out
+
+    def poll_columns(self, max_messages: int = 4096, timeout: Optional[float] = 0.1) -> Columns:
+        """Up to ``max_messages`` messages as :class:`Columns` (numpy arrays, no
+        Python object per message), with one call into the core; waits up to
+        ``timeout`` seconds for the first.  Maybe empty.  For ``ack="auto"``
+        consumers: the batch is committed by the next poll, which also releases
+        its values."""
+        if self._manual:
+            raise ConfigError("poll_columns() is for ack='auto' consumers; "
+                              "with manual acks use poll_batch() and ack the messages")
+        _check_batch(max_messages, timeout)
+        if self._i < self._n:  # fetched by poll() and not handed out yet: these first
+            i, end = self._i, min(self._n, self._i + max_messages * _FIELDS)
+            self._held, self._i = i, end
+            rows = np.array(self._flat[i:end], np.uint64).reshape(-1, _FIELDS)
+        else:
+            self._busy = True
+            try:
+                if self._closing:
+                    self._closed_result()
+                    return Columns(np.empty((0, _FIELDS), np.uint64), self)
+                self._make_room(max_messages)
+                deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
+                n = self._call_checked(max_messages, timeout, deadline)
+                rows = np.frombuffer(ffi.buffer(self._out, n * _FIELDS * 8), np.uint64)
+                rows = rows.reshape(n, _FIELDS).copy()
+            finally:
+                self._busy = False
+                if self._closing:
+                    self._release()
+        self._columns = Columns(rows, self)
+        return self._columns
 
     def _take_one(self) -> Optional[Message]:
         """Manual acks: one delivery that is there now, by the shortest path; None
@@ -210,17 +250,11 @@ class Consumer(Handle):
         try:
             if self._closing:
                 return self._closed_result()
-            if len(self._out) < max_messages * _FIELDS:
-                self._out = ffi.new("uint64_t[]", max_messages * _FIELDS)
-                self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
-            self._flat = ()  # every message handed out so far is released now
-            self._i = self._n = 0
+            self._make_room(max_messages)
             deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
             while True:
-                n = self._call(max_messages, timeout, deadline)
-                if n < 0 and n != _INTERRUPTED:
-                    raise error(n, f"poll of {self.topic!r}")
-                if n <= 0 or self._closing:  # closed meanwhile: hand out nothing
+                n = self._call_checked(max_messages, timeout, deadline)
+                if n == 0:
                     return 0
                 flat = self._fields[:n * _FIELDS].tolist()
                 flags = flat[_FLAGS::_FIELDS]
@@ -240,6 +274,25 @@ class Consumer(Handle):
             self._busy = False
             if self._closing:
                 self._release()
+
+    def _make_room(self, max_messages: int) -> None:
+        """Room for ``max_messages`` deliveries; releases what was handed out."""
+        if len(self._out) < max_messages * _FIELDS:
+            self._out = ffi.new("uint64_t[]", max_messages * _FIELDS)
+            self._fields = memoryview(ffi.buffer(self._out)).cast("Q")
+        self._flat = ()  # every message handed out so far is released now
+        self._columns = None
+        self._i = self._n = 0
+
+    def _call_checked(self, max_messages: int, timeout: Optional[float],
+                      deadline: Optional[float]) -> int:
+        """Deliveries now in ``_out``: 0 on timeout or when closed meanwhile."""
+        n = self._call(max_messages, timeout, deadline)
+        if n < 0 and n != _INTERRUPTED:
+            raise error(n, f"poll of {self.topic!r}")
+        if n <= 0 or self._closing:  # closed meanwhile: hand out nothing
+            return 0
+        return n
 
     def _call(self, max_messages: int, timeout: Optional[float], deadline: Optional[float]) -> int:
         """shmbus_poll_wait in slices of _WAIT_SLICE, so that close() and Ctrl-C are seen."""
@@ -478,6 +531,7 @@ class Consumer(Handle):
             pairs = [x for j in range(i, n, _FIELDS) for x in (flat[j + _PARTITION], flat[j + _OFFSET])]
             lib.shmbus_give_back(self._h, ffi.new("uint64_t[]", pairs), len(pairs) // 2)
         self._flat = ()
+        self._columns = None
         self._i = self._n = 0
 
     @staticmethod
@@ -519,6 +573,7 @@ class Consumer(Handle):
         flat, i, n = self._flat, self._i, self._n
         self._n = 0  # poll() stops handing out fetched deliveries
         self._flat = ()  # and the messages it handed out are released
+        self._columns = None
         if i < n and self.group is not None:  # fetched, never handed out: they go back
             unread = [x for j in range(i, n, _FIELDS) for x in (flat[j + _PARTITION], flat[j + _OFFSET])]
             self._unread = ffi.new("uint64_t[]", unread)

@@ -32,6 +32,21 @@ def _as_bytes(value: Any) -> bytes:
         raise TypeError(f"value must be bytes or a buffer, not {type(value).__name__}") from None
 
 
+def _joined(values: Iterable[Any]):
+    """The values end to end, their lengths, and the longest length."""
+    items = values if isinstance(values, list) else list(values)
+    try:  # bytes and other flat buffers join without a Python loop
+        data = b"".join(items)
+        lengths = array.array("Q", map(len, items))
+    except TypeError:
+        data = None
+    if data is None or len(data) != sum(lengths):  # str, or buffers of wider items
+        items = [_as_bytes(v) for v in items]
+        data = b"".join(items)
+        lengths = array.array("Q", map(len, items))
+    return data, lengths, max(lengths, default=0)
+
+
 def key_bytes(key: Key) -> Optional[bytes]:
     if key is None or type(key) is bytes:
         return key
@@ -130,24 +145,20 @@ class Producer(Handle):
                   partition: Optional[int] = None, timeout: Optional[float] = None) -> int:
         """Publish many messages with one call into the core per batch; returns how
         many were accepted (fewer than given only under ``"drop_newest"``).  When
-        it raises BusFull, the messages before ``e.accepted`` were published."""
+        it raises BusFull, the messages before ``e.accepted`` were published.
+
+        ``values`` is a list (or iterable) of bytes or buffers, or a numpy array:
+        then each element along its first axis is one message (a row of a 2-D
+        array, a record of a structured array), sent without a Python object per
+        message; :meth:`Consumer.poll_columns` reads them back the same way."""
         h = self._h
         if h is None:
             raise self._closed()
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
-        items = values if isinstance(values, list) else list(values)
-        if not items:
+        data, lengths, longest = _array.rows(values) if _array.is_array(values) else _joined(values)
+        if not len(lengths):
             return 0
-        try:  # bytes and other flat buffers join without a Python loop
-            data = b"".join(items)
-            lengths = array.array("Q", map(len, items))
-        except TypeError:
-            data = None
-        if data is None or len(data) != sum(lengths):  # str, or buffers of wider items
-            items = [_as_bytes(v) for v in items]
-            data = b"".join(items)
-            lengths = array.array("Q", map(len, items))
         k = key_bytes(key)
         klen = len(k) if k else 0
         if partition is None:
@@ -157,21 +168,22 @@ class Producer(Handle):
                 partition = self._next
                 self._next = (partition + 1) % self._partitions
         self._check_partition(partition)
-        if max(lengths) > self._max:
+        if longest > self._max:
             raise MessageTooLargeError(
-                f"message of {max(lengths)} bytes exceeds max_message_size {self._max}")
+                f"message of {longest} bytes exceeds max_message_size {self._max}")
         if klen > lib.SHMBUS_MAX_KEY_SIZE:
             raise MessageTooLargeError(f"key of {klen} bytes exceeds {lib.SHMBUS_MAX_KEY_SIZE}")
         buf = ffi.from_buffer(data)
         lens = ffi.from_buffer("uint64_t[]", lengths)
         acc = self._accepted
         sent = at = 0
+        count = len(lengths)
         deadline = None
-        while sent < len(items):
-            r = lib.shmbus_send_batch(h, partition, buf + at, lens + sent, len(items) - sent,
+        while sent < count:
+            r = lib.shmbus_send_batch(h, partition, buf + at, lens + sent, count - sent,
                                       NULL if k is None else k, klen, acc)
             if r == _FULL and self.on_full == "spill":  # one by one, through the spill
-                for i in range(sent, len(items)):
+                for i in range(sent, count):
                     v = data[at:at + lengths[i]]
                     try:
                         self._spill((partition, v, len(v), NULL if k is None else k, klen, NULL, 0))
@@ -179,10 +191,10 @@ class Producer(Handle):
                         e.accepted = i
                         raise
                     at += lengths[i]
-                return len(items)
+                return count
             if r == _FULL:
                 if self.on_full == "drop_newest":
-                    lib.shmbus_count_drop(h, partition, len(items) - sent)
+                    lib.shmbus_count_drop(h, partition, count - sent)
                     break
                 try:
                     if deadline is None:
@@ -193,11 +205,13 @@ class Producer(Handle):
                     raise
                 continue
             if r < 0:
-                e = self._error(r, partition, max(lengths), klen, 0)
+                e = self._error(r, partition, longest, klen, 0)
                 e.accepted = sent + acc[0]  # published before the failure: not to send again
                 raise e
-            at += sum(lengths[sent:sent + acc[0]])
-            sent += acc[0]
+            done = acc[0]
+            if sent + done < count:  # the rest goes in another call: find where it starts
+                at += int(sum(lengths[sent:sent + done]))
+            sent += done
         return sent
 
     def send_array(self, array: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
