@@ -1,5 +1,6 @@
 """shmbus: a message bus for processes on one host, over shared-memory rings."""
 from ._bus import Bus
+from ._columns import Columns
 from ._consumer import Consumer
 from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigError, ConfigMismatchError,
                       CorruptSegmentError, GroupNotFoundError, InvalidNameError,
@@ -11,7 +12,7 @@ from ._producer import Producer
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bus", "Producer", "Consumer", "Message", "Offset",
+    "Bus", "Producer", "Consumer", "Message", "Offset", "Columns",
     "ShmbusError", "BusFull", "MessageTooLargeError", "InvalidNameError", "ConfigError",
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
     "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "UnsafeSegmentError",
