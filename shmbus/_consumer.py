@@ -208,9 +208,12 @@ class Consumer(Handle):
                     return Columns(np.empty((0, _FIELDS), np.uint64), self)
                 self._make_room(max_messages)
                 deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
-                n = self._call_checked(max_messages, timeout, deadline)
-                rows = np.frombuffer(ffi.buffer(self._out, n * _FIELDS * 8), np.uint64)
-                rows = rows.reshape(n, _FIELDS).copy()
+                rows = np.empty((max_messages, _FIELDS), np.uint64)
+                out, self._out = self._out, ffi.from_buffer("uint64_t[]", rows)  # the core fills rows
+                try:
+                    rows = rows[:self._call_checked(max_messages, timeout, deadline)]
+                finally:
+                    self._out = out
             finally:
                 self._busy = False
                 if self._closing:
