@@ -9,6 +9,7 @@ from ._columns import Columns
 from ._config import ACK, MAX_DELAY, ORDERING, START, choice, seconds
 from ._core import error
 from ._dead_letter import DeadLetters
+from ._fast import Core, message as _message
 from ._errors import AckError, ClosedError, ConfigError, MessageReleasedError
 from ._message import ACKED, Message
 from ._native import ffi, lib
@@ -24,7 +25,6 @@ _DEAD = lib.SHMBUS_DF_DEAD_LETTER
 _poll_wait = lib.shmbus_poll_wait
 _ack = lib.shmbus_ack
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
-_new = object.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
@@ -75,8 +75,8 @@ class Consumer(Handle):
     fewer index slots): past that, its members wait for the oldest to be done.
     """
 
-    __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_flat", "_i",
-                 "_n", "_held", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
+    # _flat, _i, _n and _held live in the C base (_fast.Core), where poll() reads them
+    __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
                  "_drainer", "_ordering", "_gens", "_columns")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
@@ -131,26 +131,26 @@ class Consumer(Handle):
         self._pairs = ffi.new("uint64_t[]", 2 * PREFETCH)
         # deliveries fetched from the core: handed out from _i on; those from
         # _held on are still held by the caller (their views are valid)
-        self._flat: Any = ()
+        self._flat = ()
         self._i = self._n = self._held = 0
+        self._set_bases([int(ffi.cast("uintptr_t", ffi.from_buffer(m))) for m in self._maps])
 
     # -- reading -------------------------------------------------------------------
 
-    def poll(self, timeout: Optional[float] = None) -> Optional[Message]:
-        """The next message, or None when ``timeout`` seconds pass first.
-        ``timeout=0`` never waits; ``None`` waits until a message arrives or the
-        consumer is closed (then None).  Releases the previously polled messages."""
+    poll = Core._poll_fast  # a fetched delivery, in C; anything else: _poll_general
+
+    def _poll_general(self, timeout: Optional[float] = None) -> Optional[Message]:
+        """poll(timeout=None): the next message, or None when ``timeout`` seconds
+        pass first.  ``timeout=0`` never waits; ``None`` waits until a message
+        arrives or the consumer is closed (then None).  Releases the previously
+        polled messages.  (Its shortest path is in C: ``_fast.c``.)"""
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         i = self._i
         if i < self._n:
             self._held = i
             self._i = i + _FIELDS
-            m = _new(Message)
-            m._c = self
-            m._f = self._flat
-            m._i = i
-            return m
+            return _message(self, self._flat, i)
         if self._manual:
             m = self._take_one()
             if m is not None:
@@ -158,11 +158,7 @@ class Consumer(Handle):
         if not self._fetch(1 if self._manual else PREFETCH, timeout):
             return None
         self._i = _FIELDS
-        m = _new(Message)
-        m._c = self
-        m._f = self._flat
-        m._i = 0
-        return m
+        return _message(self, self._flat, 0)
 
     def poll_batch(self, max_messages: int = 1000, timeout: Optional[float] = 0.1) -> List[Message]:
         """Up to ``max_messages`` messages with one call into the core; waits up to
@@ -177,14 +173,7 @@ class Consumer(Handle):
         self._held = i
         self._i = end
         flat = self._flat
-        out = []
-        for j in range(i, end, _FIELDS):
-            m = _new(Message)
-            m._c = self
-            m._f = flat
-            m._i = j
-            out.append(m)
-        return out
+        return [_message(self, flat, j) for j in range(i, end, _FIELDS)]
 
     def poll_columns(self, max_messages: int = 4096, timeout: Optional[float] = 0.1) -> Columns:
         """Up to ``max_messages`` messages as :class:`Columns` (numpy arrays, no
@@ -240,11 +229,7 @@ class Consumer(Handle):
         self._flat = flat
         self._i = self._n = _FIELDS
         self._held = 0
-        m = _new(Message)
-        m._c = self
-        m._f = flat
-        m._i = 0
-        return m
+        return _message(self, flat, 0)
 
     def _fetch(self, max_messages: int, timeout: Optional[float]) -> int:
         """One call into the core for up to ``max_messages`` deliveries (waiting up
@@ -349,10 +334,7 @@ class Consumer(Handle):
             if not record[_FLAGS] & _DEAD:
                 keep += record
                 continue
-            m = _new(Message)
-            m._c = self
-            m._f = record
-            m._i = 0
+            m = _message(self, record, 0)
             try:
                 self._dead.publish(m, record[_FLAGS])
             except MessageReleasedError:

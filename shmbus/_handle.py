@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from ._core import NULL, error
 from ._errors import ClosedError
+from ._fast import Core
 from ._native import ffi
 from ._process import process_start_time
 from ._topic import TopicMap, close_fd
@@ -28,7 +29,10 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class Handle:
+class Handle(Core):
+    """The C base keeps ``_raw``, the core's handle as an address, for the paths
+    written in C; it is set and cleared with ``_h``."""
+
     __slots__ = ("topic", "_map", "_fd", "_h", "_pid", "_forked", "__weakref__")
 
     def _attach(self, topic: TopicMap, open_: Callable[..., Any], what: str) -> None:
@@ -44,6 +48,7 @@ class Handle:
             topic.release()
             raise error(err[0], f"{what} on {self.topic!r}")
         self._h = h
+        self._raw = int(ffi.cast("uintptr_t", h))
         self._pid = os.getpid()
         self._forked = False
         _open.add(self)
@@ -52,6 +57,7 @@ class Handle:
         if self._h is None:
             return
         self._h = None
+        self._raw = 0
         self._forked = True
         close_fd(self._fd)
 
@@ -65,6 +71,7 @@ class Handle:
 
     def _detach(self, close_: Callable[[Any], None]) -> None:
         h, self._h = self._h, None
+        self._raw = 0
         if h is None:
             return
         _open.discard(self)

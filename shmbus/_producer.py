@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
 from ._core import NULL, check, error
+from ._fast import Core
 from ._errors import BusFull, ClosedError, ConfigError, MessageTooLargeError, ShmbusError
 from ._message import Offset
 from ._native import ffi, lib
@@ -16,7 +17,6 @@ from ._topic import TopicMap
 Key = Union[bytes, str, None]
 _FULL = lib.SHMBUS_FULL
 _send = lib.shmbus_send
-_send_value = lib.shmbus_send_value
 _tuple_new = tuple.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a blocked send spins before it sleeps
@@ -71,7 +71,8 @@ class Producer(Handle):
     :class:`BusFull` once the spill holds ``spill_bytes``.
     """
 
-    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_single", "_next", "_accepted")
+    # _single lives in the C base (_fast.Core), where send() reads it
+    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_next", "_accepted")
 
     def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
         if on_full is not None:
@@ -94,13 +95,17 @@ class Producer(Handle):
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, value: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
-             partition: Optional[int] = None, msg_id: Any = None,
-             timeout: Optional[float] = None) -> Optional[Offset]:
-        """Publish one message; returns its :class:`Offset`, or None when
-        ``on_full="drop_newest"`` refused it.  ``value`` is bytes or any buffer;
-        ``key`` (bytes or str) picks the partition by a stable hash unless
-        ``partition`` is given; ``headers`` is a small dict of str to str or bytes."""
+    send = Core._send_fast  # one bytes value to a one-partition topic, in C; else _send_general
+
+    def _send_general(self, value: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
+                      partition: Optional[int] = None, msg_id: Any = None,
+                      timeout: Optional[float] = None) -> Optional[Offset]:
+        """send(value, key=None, headers=None, partition=None, msg_id=None,
+        timeout=None): publish one message; returns its :class:`Offset`, or None
+        when ``on_full="drop_newest"`` refused it.  ``value`` is bytes or any
+        buffer; ``key`` (bytes or str) picks the partition by a stable hash unless
+        ``partition`` is given; ``headers`` is a small dict of str to str or
+        bytes.  (Its shortest path is in C: ``_fast.c``.)"""
         h = self._h
         if h is None:
             raise self._closed()
@@ -108,10 +113,6 @@ class Producer(Handle):
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         if type(value) is bytes:
             n = len(value)
-            if key is None and headers is None and partition is None and msg_id is None and self._single:
-                r = _send_value(h, 0, value, n)
-                if r >= 0:
-                    return _tuple_new(Offset, (0, r))
         else:
             value, n = self._buffer(value)
         if key is None:
