@@ -257,10 +257,11 @@ class Pacer:
 
 
 def interleaved(plan: List[Workload], refs: List[str], reps: int, pacer: Pacer,
-                seconds_allowed: float, advance: Callable[[str], None] = lambda text: None
+                seconds_allowed: float, step: Callable[[str, int], None] = lambda text, done: None
                 ) -> Tuple[Dict[Tuple[Workload, str], List[Outcome]], List[Dict[str, str]]]:
     """Every workload of ``plan``, ``reps`` times, every peer once per repetition in
-    turn.  Returns the outcomes per (workload, peer ref) and the skips."""
+    turn; ``step(text, done)`` is told of each run before (0) and after it (1).
+    Returns the outcomes per (workload, peer ref) and the skips."""
     mods = {ref: peers.load(ref) for ref in refs}
     outcomes: Dict[Tuple[Workload, str], List[Outcome]] = {}
     skipped: List[Dict[str, str]] = []
@@ -270,17 +271,16 @@ def interleaved(plan: List[Workload], refs: List[str], reps: int, pacer: Pacer,
             why = mod.unsupported(w)
             if why:
                 skipped.append({"peer": mod.NAME, "workload": w.name, "reason": why})
-                advance(f"{w.name}: {mod.NAME} skipped")
-                for _ in range(reps - 1):
-                    advance("")
+                step(f"{w.name}: {mod.NAME} skipped", reps)
             else:
                 runnable.append(ref)
                 outcomes[(w, ref)] = []
         for _ in range(reps):
             for ref in runnable:
                 mod = mods[ref]
-                advance(f"{w.name}: {mod.NAME}")
+                step(f"{w.name} {w.size} B: {mod.NAME}", 0)
                 o = run(mod, w.with_count(pacer.count(mod, w)), seconds_allowed)
+                step(f"{w.name} {w.size} B: {mod.NAME}", 1)
                 if o.rate:
                     pacer.observe(mod, w, o.rate)
                 outcomes[(w, ref)].append(o)
