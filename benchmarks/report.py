@@ -147,3 +147,10 @@ def _print_latency(console: Any, doc: Dict[str, Any], peers_shown: List[str]) ->
             t.add_row(mode if i == 0 else "", peer, f"{x['p50_us']:.1f}", f"{x['p99_us']:.1f}",
                       f"{x['p999_us']:.1f}", ratio, "", end_section=i == len(peers_shown) - 1)
     console.print(t)
+
+
+def summary(values: List[float]) -> Dict[str, Any]:
+    """Median and spread (max - min, as % of the median) of some runs."""
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med * 100 if med else 0.0
+    return {"median": med, "spread_pct": spread, "runs": values}

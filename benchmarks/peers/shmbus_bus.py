@@ -1,7 +1,7 @@
 """shmbus: one memory bus per run, one topic of depth min(1024 messages, 64 MiB)."""
 import os
 import uuid
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 NAME = "shmbus"
 DIST = "shmbus"
@@ -20,19 +20,25 @@ def unsupported(w) -> Optional[str]:
     return None
 
 
-def open(w) -> str:
+def open(w, path: Optional[str] = None, **topic: Any) -> Tuple[str, Optional[str]]:
+    """A new bus (in memory, or on disk in ``path``/its name) with one topic sized
+    for ``w``; ``topic`` overrides create_topic's options (for bench_disk.py and
+    bench_retention.py)."""
     import shmbus
     name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with shmbus.Bus(name) as bus:
-        bus.create_topic(TOPIC, capacity=w.depth * (w.size + SLACK), max_message_size=w.size,
-                         max_messages=w.depth)
-    return name
+    where = None if path is None else os.path.join(path, name)
+    options = dict(capacity=w.depth * (w.size + SLACK), max_message_size=w.size,
+                   max_messages=w.depth)
+    with shmbus.Bus(name, path=where) as bus:
+        bus.create_topic(TOPIC, **{**options, **topic})
+    return name, where
 
 
-def close(channel: str) -> None:
+def close(channel: Tuple[str, Optional[str]]) -> None:
     import shmbus
+    name, where = channel
     try:
-        bus = shmbus.Bus(channel, create=False)
+        bus = shmbus.Bus(name, path=where, create=False)
     except shmbus.ShmbusError:  # gone already
         return
     try:
@@ -42,9 +48,9 @@ def close(channel: str) -> None:
 
 
 class Sender:
-    def __init__(self, channel: str, w):
+    def __init__(self, channel: Tuple[str, Optional[str]], w):
         import shmbus
-        self.bus = shmbus.Bus(channel)
+        self.bus = shmbus.Bus(channel[0], path=channel[1])
         self.producer = self.bus.producer(TOPIC)
         self.send = self.producer.send_array if w.kind == "numpy" else self.producer.send
         self.send_many = self.producer.send_many
@@ -56,9 +62,9 @@ class Sender:
 
 
 class Receiver:
-    def __init__(self, channel: str, w):
+    def __init__(self, channel: Tuple[str, Optional[str]], w):
         import shmbus
-        self.bus = shmbus.Bus(channel)
+        self.bus = shmbus.Bus(channel[0], path=channel[1])
         spin = {} if w.kind != "ping" else {"spin": 1.0 if w.spin else 0.0}
         group = GROUP if w.pattern == "share" and w.consumers > 1 else None
         self.consumer = self.bus.consumer(TOPIC, group=group, start="earliest", **spin)
@@ -82,9 +88,9 @@ class Receiver:
         self.bus.close()
 
 
-def sender(channel: str, w, index: int) -> Sender:
+def sender(channel: Tuple[str, Optional[str]], w, index: int) -> Sender:
     return Sender(channel, w)
 
 
-def receiver(channel: str, w, index: int) -> Receiver:
+def receiver(channel: Tuple[str, Optional[str]], w, index: int) -> Receiver:
     return Receiver(channel, w)
