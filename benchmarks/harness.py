@@ -10,7 +10,7 @@ import multiprocessing as mp
 import queue
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import peers
@@ -20,6 +20,9 @@ from workloads import Workload
 
 START_WAIT = 30.0   # seconds the children have to start and connect
 STOP_GRACE = 3.0    # seconds receivers have to report what they got once stopped
+# a receiver's w.timeout: how long one recv() waits before the loop looks whether
+# to stop (deadline passed, or competing consumers done) and waits again
+RECV_TIMEOUT = 0.1
 
 
 @dataclass
@@ -36,16 +39,17 @@ def _child(role: str, ref: str, channels: Tuple[Any, ...], w: Workload, index: i
            ready: Any, go: Any, stop: Any, delivered: Any, results: Any) -> None:
     """One child process: connect, say ready, wait for go, run its loop, report."""
     ends: List[Any] = []
+    wr = replace(w, timeout=RECV_TIMEOUT)
     try:
         peer = peers.load(ref)
         if role == "send":
             ends = [peer.sender(channels[0], w, index)]
         elif role == "recv":
-            ends = [peer.receiver(channels[0], w, index)]
+            ends = [peer.receiver(channels[0], wr, index)]
         elif role == "ping":  # sends on the first channel, hears back on the second
-            ends = [peer.sender(channels[0], w, 0), peer.receiver(channels[1], w, 0)]
+            ends = [peer.sender(channels[0], w, 0), peer.receiver(channels[1], wr, 0)]
         else:
-            ends = [peer.sender(channels[1], w, 0), peer.receiver(channels[0], w, 0)]
+            ends = [peer.sender(channels[1], w, 0), peer.receiver(channels[0], wr, 0)]
         ready.set()
         if not go.wait(START_WAIT + 10):
             return
@@ -163,7 +167,8 @@ def run(peer: Any, w: Workload, seconds_allowed: float) -> Outcome:
     failure = None
     try:
         if w.kind == "ping":
-            failure = r.start([("pong", 0)]) or r.start([("ping", 0)])
+            # together: each end's sender may wait for the other end's receiver
+            failure = r.start([("pong", 0), ("ping", 0)])
         else:
             failure = (r.start([("recv", i) for i in range(w.consumers)])
                        or r.start([("send", i) for i in range(w.producers)]))

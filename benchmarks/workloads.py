@@ -30,8 +30,8 @@ class Workload:
     pattern: str = "share"    # each: every consumer gets every message | share: one consumer each
     batch: int = 0            # messages per send_many / recv_many
     spin: bool = False        # ping: the receiver busy-waits
-    timeout: float = 0.1      # seconds a receive waits before it returns None (the
-                              # loops then look whether to stop, and wait again)
+    timeout: float = 30.0     # seconds a send or a connection may wait; receivers are
+                              # made with RECV_TIMEOUT instead (see harness.py)
 
     @property
     def depth(self) -> int:

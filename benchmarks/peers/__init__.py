@@ -14,8 +14,7 @@ from typing import List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the order of tables and plots; modules not listed follow in alphabetical order
-ORDER = ["shmbus_bus", "mp_queue", "mp_pipe", "faster_fifo_queue", "pyzmq_socket",
-         "posix_mq", "iceoryx2_pubsub"]
+ORDER = ["shmbus_bus", "mp_queue", "mp_pipe", "fastfifo", "zeromq", "posixmq", "iceoryx"]
 BASELINE = "shmbus_bus"
 
 
