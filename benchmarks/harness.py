@@ -18,7 +18,7 @@ import workloads
 from children import reap
 from workloads import Workload
 
-START_WAIT = 30.0   # seconds the children have to start and connect
+START_WAIT = 15.0   # seconds the children have to start and connect
 STOP_GRACE = 3.0    # seconds receivers have to report what they got once stopped
 # a receiver's w.timeout: how long one recv() waits before the loop looks whether
 # to stop (deadline passed, or competing consumers done) and waits again
@@ -46,10 +46,13 @@ def _child(role: str, ref: str, channels: Tuple[Any, ...], w: Workload, index: i
             ends = [peer.sender(channels[0], w, index)]
         elif role == "recv":
             ends = [peer.receiver(channels[0], wr, index)]
-        elif role == "ping":  # sends on the first channel, hears back on the second
-            ends = [peer.sender(channels[0], w, 0), peer.receiver(channels[1], wr, 0)]
+        elif role == "ping":  # sends on the first channel, hears back on the second;
+            # the receiver first: the other end's sender may wait for it to connect
+            rcv = peer.receiver(channels[1], wr, 0)
+            ends = [peer.sender(channels[0], w, 0), rcv]
         else:
-            ends = [peer.sender(channels[1], w, 0), peer.receiver(channels[0], wr, 0)]
+            rcv = peer.receiver(channels[0], wr, 0)
+            ends = [peer.sender(channels[1], w, 0), rcv]
         ready.set()
         if not go.wait(START_WAIT + 10):
             return

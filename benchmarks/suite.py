@@ -116,7 +116,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python benchmarks/suite.
     names = {ref: m.NAME for ref, m in mods.items()}
 
     pacer = harness.Pacer(seconds)
-    allowed = args.deadline or max(10.0, 15 * seconds)  # seconds before a run is called hung
+    # seconds before a run is called hung: many times what it aims at
+    allowed = args.deadline or (6.0 if args.quick else max(10.0, 15 * seconds))
     columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
