@@ -30,7 +30,8 @@ def label(w: Workload) -> str:
     """How a workload is named in a table row."""
     if w.kind == "ping":
         return f"ping-pong {size_text(w.size)}, " + ("spinning" if w.spin else "blocking")
-    shape = f"{w.producers} -> {w.consumers}" if w.producers > 1 or w.consumers > 1 else ""
+    many = w.producers > 1 or w.consumers > 1 or w.pattern == "each"
+    shape = f"{w.producers} -> {w.consumers}" if many else ""
     if w.pattern == "share" and w.consumers > 1:
         shape += " (one group)"
     return ", ".join(x for x in (shape, size_text(w.size)) if x)
