@@ -34,7 +34,8 @@ def label(w: Workload) -> str:
     shape = f"{w.producers} -> {w.consumers}" if many else ""
     if w.pattern == "share" and w.consumers > 1:
         shape += " (one group)"
-    return ", ".join(x for x in (shape, size_text(w.size)) if x)
+    how = {"batch": f"by {w.batch}", "columnar": f"columns, {w.batch} rows"}.get(w.kind, "")
+    return ", ".join(x for x in (how, shape, size_text(w.size)) if x)
 
 
 # -- the JSON document --------------------------------------------------------------
