@@ -2,66 +2,41 @@
 consumer process on a memory bus and on a disk bus with each fsync policy
 (never, batch, always), interleaved (memory, never, batch, always, memory, ...)
 so that the ratios hold on a noisy machine; medians with the spread (max - min
-over median).  Same harness as bench_core.py (every message checked).
+over median).  The suite's harness and shmbus adapter (every message checked).
 ``always`` syncs once per send: it runs fewer messages.
 
     python benchmarks/bench_disk.py [--reps 5] [--messages 200000] [--dir DIR]
 """
 import argparse
+import functools
 import os
 import shutil
 import sys
 import tempfile
-import uuid
-
-import shmbus
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import _pair, check, payload, summary  # noqa: E402
+import harness  # noqa: E402
 from machine import describe  # noqa: E402
+from peers import shmbus_bus  # noqa: E402
+from report import summary  # noqa: E402
+from workloads import Workload  # noqa: E402
 
 SIZE = 1024
 POLICIES = ["memory", "never", "batch", "always"]
 
 
-def send(name, path, n, size, ready, go):
-    with shmbus.Bus(name, path=path) as bus, bus.producer("t") as p:
-        middle = b"\0" * (size - 16)
-        ready.set()
-        go.wait(60)
-        for s in range(n):
-            p.send(payload(s, middle))
-
-
-def receive(name, path, n, size, ready, results):
-    import time
-    with shmbus.Bus(name, path=path) as bus, bus.consumer("t") as c:
-        ready.set()
-        bad = got = 0
-        t0 = None
-        while got < n:
-            msgs = c.poll_batch(1000, timeout=30)
-            if not msgs:
-                break
-            if t0 is None:
-                t0 = time.perf_counter()
-            for m in msgs:
-                bad += not check(m.value, got, size)
-                got += 1
-        results.put((t0, time.perf_counter(), got, bad))
-
-
-def run(policy, n, root):
-    name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    path = None if policy == "memory" else os.path.join(root, name)
-    bus = shmbus.Bus(name, path=path)
-    try:
-        bus.create_topic("t", capacity=16 * 2**20, max_message_size=SIZE,
-                         **({} if policy == "memory" else {"fsync": policy}))
-        return _pair(send, (name, path, n, SIZE), receive, (name, path, n, SIZE))
-    finally:
-        bus.unlink()
-        bus.close()
+def run(policy: str, n: int, root: str) -> float:
+    """Messages/s of one run of ``n`` 1 KiB messages on a memory bus or a disk bus in
+    ``root`` with this fsync policy."""
+    disk = {} if policy == "memory" else {"path": root, "fsync": policy}
+    variant = SimpleNamespace(REF="shmbus_bus", NAME=f"shmbus, {policy}",
+                              open=functools.partial(shmbus_bus.open, capacity=16 * 2**20, **disk),
+                              close=shmbus_bus.close)
+    o = harness.run(variant, Workload("1to1", "bytes", SIZE, n), seconds_allowed=600)
+    if o.failure:
+        raise SystemExit(f"{policy}: {o.failure}")
+    return o.rate
 
 
 def main(argv=None):

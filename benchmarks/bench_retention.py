@@ -2,17 +2,33 @@
 consumer process, on a topic with ``retention="consumed"`` and on one with
 ``retention="log"``, interleaved (consumed, log, consumed, log, ...) so that the
 ratio holds on a noisy machine; medians with the spread (max - min over median).
-The same harness as bench_core.py (every message checked).
+The suite's harness and shmbus adapter (every message checked).
 
     python benchmarks/bench_retention.py [--reps 5] [--messages 1000000]
 """
 import argparse
+import functools
 import os
 import sys
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import run_shmbus, summary  # noqa: E402
+import harness  # noqa: E402
 from machine import describe  # noqa: E402
+from peers import shmbus_bus  # noqa: E402
+from report import summary  # noqa: E402
+from workloads import Workload  # noqa: E402
+
+
+def run_shmbus(n: int, retention: str) -> float:
+    """Messages/s of one run of ``n`` 64-byte messages on a topic with this retention."""
+    variant = SimpleNamespace(REF="shmbus_bus", NAME=f"shmbus, retention={retention}",
+                              open=functools.partial(shmbus_bus.open, retention=retention),
+                              close=shmbus_bus.close)
+    o = harness.run(variant, Workload("1to1", "bytes", 64, n), seconds_allowed=120)
+    if o.failure:
+        raise SystemExit(f"retention={retention}: {o.failure}")
+    return o.rate
 
 
 def main(argv=None):
@@ -24,7 +40,7 @@ def main(argv=None):
     rates = {"consumed": [], "log": []}
     for r in range(args.reps):
         for retention in rates:
-            rate = run_shmbus(64, args.messages, retention=retention)
+            rate = run_shmbus(args.messages, retention)
             rates[retention].append(rate)
             print(f"rep {r + 1}/{args.reps}  retention={retention:9s} {rate / 1e6:.2f} M msg/s",
                   flush=True)

@@ -17,16 +17,21 @@ def _cpu_model() -> str:
 
 
 def describe(packages: Iterable[str] = ("shmbus", "cffi", "numpy")) -> Dict[str, str]:
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
     return {
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        **versions,
+        **versions(packages),
     }
+
+
+def versions(dists: Iterable[str]) -> Dict[str, str]:
+    """The installed version of each distribution ("not installed" when missing)."""
+    out = {}
+    for name in dists:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

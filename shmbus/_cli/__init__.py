@@ -21,6 +21,7 @@ COMMANDS = {
     "gc": "gc",
     "export": "export",
     "demo": "demo",
+    "bench": "bench",
 }
 
 
