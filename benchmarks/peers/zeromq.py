@@ -6,10 +6,10 @@ Socket types:
 - 1 -> 1, many -> 1 and "share": PUSH/PULL.  Each consumer binds a PULL socket,
   each producer's PUSH connects to every consumer and round-robins over them.
   ``sender()`` returns once the ZMTP handshake with every consumer is done (a
-  socket monitor, at most ``w.timeout`` seconds): a PUSH whose connection is not
+  socket monitor, at most ``CONNECT_WAIT`` seconds): a PUSH whose connection is not
   up yet queues up to its HWM for that consumer and stalls until the next
   reconnect attempt, which the driver saw as 100 to 200 ms stalls at the start
-  and shares as uneven as 1024 / 8976.  The same wait for PAIR (ping);
+  and shares as uneven as 1024 / 8976;
 - fan-out ("each" with several consumers): XPUB/SUB.  Each producer binds an XPUB
   with ``XPUB_NODROP`` (a full subscriber makes ``send`` wait instead of losing
   the message) and ``XPUB_VERBOSE`` (it hears every subscription, not only the
@@ -17,14 +17,24 @@ Socket types:
   subscriber's subscription has reached the publisher is dropped for that
   subscriber.  So ``sender()`` does not return before it has received one
   subscription from each of the ``w.consumers`` subscribers (the welcome
-  handshake), waiting at most ``w.timeout`` seconds.
+  handshake), waiting at most ``CONNECT_WAIT`` seconds.
 
 Both waits require receivers to be created before or at the same time as senders
 (never only after every sender has returned), which a ready/go harness does.
+Ping cannot wait so: the pong process makes its sender before the ping process
+(which binds that channel's receiver) exists.  Its PAIR connects without waiting,
+with RECONNECT_IVL = 10 ms; a message sent before the connection is up waits in
+the PAIR's queue (ZMQ_IMMEDIATE is off), and the first round trips are warm-up.
+
+Setup waits (the connection, the subscriptions) are bounded by ``CONNECT_WAIT``
+seconds, also the socket monitor's for the ZMTP handshake.  SNDTIMEO is
+``SEND_WAIT``: a full HWM is ordinary backpressure, and ``w.timeout`` (how long a
+receive waits before it returns None and the loop looks around) is far too short
+for a send.
 
 Configuration: SNDHWM = RCVHWM = ``w.depth`` (so up to twice that, plus the kernel
-socket buffers, can be in flight); SNDTIMEO = RCVTIMEO = ``w.timeout`` (``recv``
-returns None on ``zmq.Again``; a ``send`` that cannot proceed raises).  Senders
+socket buffers, can be in flight); RCVTIMEO = ``w.timeout`` (``recv`` returns None
+on ``zmq.Again``).  Senders
 copy (``copy=True``, the default): the contract lets a caller reuse its buffer
 after ``send`` returns, which rules out pyzmq's zero-copy send without waiting on
 a tracker.  Receivers take a frame without copying (``copy=False``) from 64 KiB
@@ -38,9 +48,8 @@ makes it drop what is still in the kernel buffer.  The driver saw 0.1 to 7 % of 
 stream's tail lost that way at 64 B.  So every channel but ping has a second,
 tiny PULL socket per producer (``ack-p<i>``): a receiver's ``close`` sends one
 "bye" to every producer, and a sender's ``close`` keeps its data socket open
-until it has a bye from each consumer (at most ``2 * w.timeout + 1`` seconds,
-long enough for a sharing consumer to see its last ``recv`` time out), then
-closes with LINGER = ``w.timeout`` and terminates its own context.  This is the
+until it has a bye from each consumer (at most ``CLOSE_WAIT`` seconds), then
+closes with LINGER = ``CLOSE_WAIT`` and terminates its own context.  This is the
 end-of-stream acknowledgement the zmq guide uses for pipelines (the "sink"
 signal).  Ping needs none: the last reply is read before anyone closes.
 
@@ -60,6 +69,10 @@ from typing import Any, Optional
 
 NAME = "pyzmq"
 DIST = "pyzmq"
+RATE_HINT = 700_000  # messages/s at 64 B, 1 -> 1, on the project's 2-core VM
+CONNECT_WAIT = 30.0  # seconds a sender waits for its consumers to be connected
+SEND_WAIT = 60.0     # SNDTIMEO: seconds a send waits for room before it raises
+CLOSE_WAIT = 30.0    # seconds a sender's close waits for its consumers' byes
 
 _KINDS = ("bytes", "numpy", "ping")
 _ZERO_COPY_FROM = 64 * 1024  # receive without a copy from this size up
@@ -102,12 +115,11 @@ class _End:
         self._w = w
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(kind)
-        ms = max(1, int(w.timeout * 1000))
-        self._ms = ms
         self._sock.setsockopt(zmq.SNDHWM, w.depth)
         self._sock.setsockopt(zmq.RCVHWM, w.depth)
-        self._sock.setsockopt(zmq.SNDTIMEO, ms)
-        self._sock.setsockopt(zmq.RCVTIMEO, ms)
+        self._sock.setsockopt(zmq.SNDTIMEO, int(SEND_WAIT * 1000))
+        self._sock.setsockopt(zmq.RCVTIMEO, max(1, int(w.timeout * 1000)))
+        self._sock.setsockopt(zmq.RECONNECT_IVL, 10)  # the peer may bind later
 
     def _term(self, linger_ms: int) -> None:
         for sock in (self._sock, getattr(self, "_acks", None)):
@@ -121,7 +133,7 @@ class Sender(_End):
         import zmq
         if w.kind == "ping":
             super().__init__(w, zmq.PAIR)
-            self._connect_all([_endpoint(channel, "pair")], w)
+            self._sock.connect(_endpoint(channel, "pair"))  # no wait: see above
         elif _fanout(w):
             super().__init__(w, zmq.XPUB)
             self._bind_acks(channel, index)
@@ -143,22 +155,21 @@ class Sender(_End):
         # Ready means connected: a PUSH whose connection is not up yet queues up to
         # its HWM for that consumer and waits for the next reconnect attempt (a
         # stall of up to RECONNECT_IVL, and an uneven share).  So wait, at most
-        # w.timeout, for the ZMTP handshake with every consumer.
+        # CONNECT_WAIT, for the ZMTP handshake with every consumer.
         from zmq.utils.monitor import recv_monitor_message
         zmq = self._zmq
-        self._sock.setsockopt(zmq.RECONNECT_IVL, 10)  # the consumer may bind later
         monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         try:
             for endpoint in endpoints:
                 self._sock.connect(endpoint)
-            up = self._wait(monitor, len(endpoints), w.timeout, recv_monitor_message)
+            up = self._wait(monitor, len(endpoints), CONNECT_WAIT, recv_monitor_message)
         finally:
             self._sock.disable_monitor()
             monitor.close(linger=0)
         if up < len(endpoints):
             self._term(0)
             raise TimeoutError(f"connected to {up} of {len(endpoints)} consumers "
-                               f"in {w.timeout} s")
+                               f"in {CONNECT_WAIT} s")
 
     def _wait(self, sock, n: int, seconds: float, recv=None) -> int:
         """Receive ``n`` messages (or subscriptions) from ``sock`` within ``seconds``."""
@@ -178,18 +189,18 @@ class Sender(_End):
     def _welcome(self, w) -> None:
         # Wait until every subscriber's subscription has arrived; from then on no
         # message can be dropped for lack of a subscriber.
-        joined = self._wait(self._sock, w.consumers, w.timeout)
+        joined = self._wait(self._sock, w.consumers, CONNECT_WAIT)
         if joined < w.consumers:
             self._term(0)
             raise TimeoutError(f"{joined} of {w.consumers} subscribers joined "
-                               f"in {w.timeout} s")
+                               f"in {CONNECT_WAIT} s")
 
     def close(self) -> None:
         if not self._sock.closed and getattr(self, "_acks", None) is not None:
             # End of stream: keep the connection up until every consumer has read
             # all it will read (see the module's docstring).
-            self._wait(self._acks, self._w.consumers, 2 * self._w.timeout + 1)
-        self._term(self._ms)
+            self._wait(self._acks, self._w.consumers, CLOSE_WAIT)
+        self._term(int(CLOSE_WAIT * 1000))
 
 
 class Receiver(_End):
@@ -257,7 +268,7 @@ class Receiver(_End):
         self._sock.close(linger=0)
         if self._w.kind != "ping":
             # One "bye" to each producer: it may now close its end (it would
-            # otherwise wait 2 * w.timeout + 1 seconds at most).
+            # otherwise wait CLOSE_WAIT seconds).
             for p in range(self._w.producers):
                 bye = self._ctx.socket(self._zmq.PUSH)
                 bye.connect(_endpoint(self._channel, f"ack-p{p}"))
