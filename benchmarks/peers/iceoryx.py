@@ -239,6 +239,7 @@ class Receiver:
             sample = receive()
             if sample is not None:
                 return sample
+            os.sched_yield()
         return None
 
     def close(self) -> None:
