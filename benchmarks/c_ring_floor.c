@@ -51,6 +51,18 @@ static int lock_file(void)
     return fd;
 }
 
+/* Every producer and member locks its own open file description of the metadata file
+ * (how the others see it alive): a new one of the same unnamed file. */
+static int reopen(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int again = open(path, O_RDWR);
+    if (again < 0)
+        fail("reopen the metadata file", fd);
+    return again;
+}
+
 static void *shared(size_t size)
 {
     void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -99,7 +111,7 @@ static shmbus_consumer *consumer(struct ring *r)
     struct shmbus_group_options group = {.flags = SHMBUS_GROUP_TETHERED,
                                          .start = SHMBUS_START_EARLIEST};
     int err;
-    shmbus_consumer *c = shmbus_consumer_open(r->topic, r->meta_fd, getpid(), 0, &group, &err);
+    shmbus_consumer *c = shmbus_consumer_open(r->topic, reopen(r->meta_fd), getpid(), 0, &group, &err);
     if (!c)
         fail("consumer_open", err);
     return c;
@@ -108,7 +120,7 @@ static shmbus_consumer *consumer(struct ring *r)
 static shmbus_producer *producer(struct ring *r)
 {
     int err;
-    shmbus_producer *p = shmbus_producer_open(r->topic, lock_file(), getpid(), 0, &err);
+    shmbus_producer *p = shmbus_producer_open(r->topic, reopen(r->meta_fd), getpid(), 0, &err);
     if (!p)
         fail("producer_open", err);
     return p;
@@ -134,10 +146,10 @@ static void send_one(shmbus_producer *p, const char *msg, uint64_t size)
 static int take(shmbus_consumer *c, struct ring *r, char *got, uint64_t size, uint64_t seq)
 {
     uint64_t d[SHMBUS_DELIVERY_FIELDS];
-    int rc;
+    int rc, waits = 0;
     while ((rc = shmbus_poll(c, d)) == 0 || rc == SHMBUS_EMPTY)
-        if (shmbus_wait(c, WAIT_NS, SPIN_NS) == SHMBUS_TIMEOUT)
-            fail("no message for a second", (long)seq);
+        if (shmbus_wait(c, WAIT_NS, SPIN_NS) == SHMBUS_TIMEOUT && ++waits == 10)
+            fail("no message for 10 s", (long)seq);
     if (rc < 0)
         fail("poll", rc);
     uint64_t len = d[SHMBUS_D_VALUE_LEN];
@@ -179,6 +191,8 @@ int main(int argc, char **argv)
         if (child < 0)
             fail("fork", 0);
         if (child == 0) {
+            close(ready[0]);
+            close(done[0]);
             shmbus_consumer *c = consumer(&r);
             char one = 1;
             if (write(ready[1], &one, 1) != 1)
@@ -188,6 +202,8 @@ int main(int argc, char **argv)
             double report[2] = {now(), (double)bad};
             _exit(write(done[1], report, sizeof report) == sizeof report ? 0 : 1);
         }
+        close(ready[1]);
+        close(done[1]);
         char one;
         if (read(ready[0], &one, 1) != 1)
             fail("child never got ready", 0);
