@@ -35,8 +35,11 @@ class Workload:
 
     @property
     def depth(self) -> int:
-        """Queue depth in messages: min(1024 messages, 64 MiB), at least 2."""
-        return max(2, min(1024, 64 * MiB // self.size))
+        """Queue depth in messages: min(1024 messages, 64 MiB), at least 2; for
+        the batch kinds at least four batches (within 64 MiB), so that a batch
+        does not wait for room three times over."""
+        messages = max(1024, 4 * self.batch)
+        return max(2, min(messages, 64 * MiB // self.size))
 
     @property
     def expected(self) -> int:

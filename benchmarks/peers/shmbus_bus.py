@@ -78,7 +78,7 @@ class Receiver:
         return m.array() if self.array else m.value
 
     def recv_many(self, max_messages: int) -> list:
-        return [m.view() for m in self.consumer.poll_batch(max_messages, self.timeout)]
+        return [m.value for m in self.consumer.poll_batch(max_messages, self.timeout)]
 
     def recv_rows(self, max_messages: int) -> Any:
         return self.consumer.poll_columns(max_messages, self.timeout).rows()
