@@ -97,8 +97,11 @@ static int plain_timeout(PyObject *t)
         return 1;
     if (PyFloat_CheckExact(t))
         return PyFloat_AS_DOUBLE(t) >= 0;
-    if (PyLong_CheckExact(t))
-        return _PyLong_Sign(t) >= 0;
+    if (PyLong_CheckExact(t)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(t, &overflow);
+        return overflow > 0 || (overflow == 0 && v >= 0);
+    }
     return 0;
 }
 
