@@ -148,6 +148,9 @@ class _Run:
         got = [o["got"] for (role, _), o in self.out.items() if role in ("recv", "ping")]
         if got:
             expected = self.w.count if self.w.kind == "ping" else self.w.expected
+            if sum(got) >= expected:
+                late = [f"{k[0]} {k[1]}" for k in self.procs if k not in self.out]
+                return f"{', '.join(late)} did not report within {self.allowed:.0f} s"
             return f"lost messages or hung: {sum(got):,} of {expected:,} after {self.allowed:.0f} s"
         return f"hung (no report after {self.allowed:.0f} s)"
 
@@ -239,7 +242,7 @@ class Pacer:
     def __init__(self, seconds: float, scale: float = 1.0):
         self.seconds, self.scale = seconds, scale
         self.measured: Dict[Tuple[str, Workload], float] = {}
-        self.factor: Dict[Tuple[str, str], List[float]] = {}
+        self.factor: Dict[Tuple[str, str, bool], List[float]] = {}
 
     def count(self, peer: Any, w: Workload) -> int:
         rate = self.measured.get((peer.REF, w.with_count(0))) or self._guess(peer, w)
@@ -250,10 +253,10 @@ class Pacer:
     def observe(self, peer: Any, w: Workload, rate: float) -> None:
         """What a run of ``w`` (with any count) measured."""
         self.measured[(peer.REF, w.with_count(0))] = rate
-        self.factor.setdefault((peer.REF, w.kind), []).append(rate / self._hint(peer, w))
+        self.factor.setdefault((peer.REF, w.kind, w.spin), []).append(rate / self._hint(peer, w))
 
     def _guess(self, peer: Any, w: Workload) -> float:
-        seen = self.factor.get((peer.REF, w.kind))
+        seen = self.factor.get((peer.REF, w.kind, w.spin))
         return self._hint(peer, w) * (statistics.median(seen) if seen else 1.0)
 
     def _hint(self, peer: Any, w: Workload) -> float:
@@ -278,7 +281,7 @@ def interleaved(plan: List[Workload], refs: List[str], reps: int, pacer: Pacer,
         for ref, mod in mods.items():
             why = mod.unsupported(w)
             if why:
-                skipped.append({"peer": mod.NAME, "workload": w.name, "reason": why})
+                skipped.append({"peer": mod.NAME, "workload": w.name, "size": w.size, "reason": why})
                 step(f"{w.name}: {mod.NAME} skipped", reps)
             else:
                 runnable.append(ref)

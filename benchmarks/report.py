@@ -52,7 +52,7 @@ def document(command: str, machine: Dict[str, str], versions: Dict[str, str],
         rates = [o.rate for o in runs if o.rate]
         if w.kind == "ping":
             if failures:
-                skipped.append({"peer": names[ref], "workload": w.name,
+                skipped.append({"peer": names[ref], "workload": w.name, "size": w.size,
                                 "reason": f"failed ({'spin' if w.spin else 'block'}): {failures[0]}"})
             elif rates:
                 latency.append(_latency(names[ref], w, [x for o in runs for x in o.lat_ns]))
@@ -89,10 +89,11 @@ def write_json(doc: Dict[str, Any], path: str) -> None:
 
 def print_tables(console: Any, doc: Dict[str, Any], plan: List[Workload]) -> None:
     from rich.table import Table
-    skips = {(s["workload"], s["peer"]): s["reason"] for s in doc["skipped"]}
+    skips = {(s["workload"], s.get("size"), s["peer"]): s["reason"] for s in doc["skipped"]}
     by_key = {(r["workload"], r["size"], r["producers"], r["consumers"], r["pattern"], r["peer"]): r
               for r in doc["results"]}
-    peers_shown = list(dict.fromkeys([r["peer"] for r in doc["results"]] + [s["peer"] for s in doc["skipped"]]))
+    peers_shown = list(dict.fromkeys([r["peer"] for r in doc["results"]] + [x["peer"] for x in doc["latency"]]
+                                     + [s["peer"] for s in doc["skipped"]]))
     for names, title in FAMILIES:
         ws = [w for w in plan if w.name in names]
         if not ws:
@@ -104,7 +105,7 @@ def print_tables(console: Any, doc: Dict[str, Any], plan: List[Workload]) -> Non
             base = by_key.get((w.name, w.size, w.producers, w.consumers, w.pattern, BASELINE))
             for i, peer in enumerate(peers_shown):
                 r = by_key.get((w.name, w.size, w.producers, w.consumers, w.pattern, peer))
-                cells = _cells(r, base, w, skips.get((w.name, peer)))
+                cells = _cells(r, base, w, skips.get((w.name, w.size, peer)))
                 if cells:
                     t.add_row(label(w) if i == 0 else "", peer, *cells,
                               end_section=i == len(peers_shown) - 1)

@@ -131,3 +131,16 @@ def test_shmbus_bench_needs_a_source_checkout(tmp_path):
                        capture_output=True, text=True, timeout=20, env=env)
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and "source checkout" in p.stderr and "benchmarks/" in p.stderr
+
+
+@pytest.mark.timeout(10)
+def test_the_pacer_learns_spinning_and_blocking_round_trips_apart():
+    import harness
+    import peers
+    shmbus_peer = peers.load("shmbus")
+    spin, block = (workloads.Workload("ping", "ping", 64, 0, spin=s) for s in (True, False))
+    pacer = harness.Pacer(1.0)
+    pacer.observe(shmbus_peer, spin.with_count(1000), 300_000.0)
+    pacer.observe(shmbus_peer, workloads.Workload("ping", "ping", 1024, 0, spin=True), 280_000.0)
+    # a blocking round trip is ~20x slower: what spinning measured must not size it
+    assert pacer.count(shmbus_peer, block) < pacer.count(shmbus_peer, spin) / 2
