@@ -1,5 +1,6 @@
 """numpy arrays as message values: the dtype and shape travel in a reserved header."""
 import ast
+import functools
 from typing import Any, Tuple
 
 import numpy as np
@@ -16,9 +17,20 @@ def prepare(array: Any) -> Tuple[memoryview, str]:
         raise TypeError("arrays of Python objects cannot be sent; pickle them instead")
     if not array.flags.c_contiguous:
         array = array.copy(order="C")
-    descr = repr((npformat.dtype_to_descr(array.dtype), array.shape))
+    descr = _describe(array.dtype, array.shape)
     # as flat bytes: works for 0-d, empty and datetime arrays alike
     return memoryview(array.reshape(-1).view(np.uint8)), descr
+
+
+@functools.lru_cache(maxsize=256)
+def _describe(dtype: np.dtype, shape: Tuple[int, ...]) -> str:
+    return repr((npformat.dtype_to_descr(dtype), shape))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(descr: str) -> Tuple[np.dtype, Tuple[int, ...]]:
+    dtype_descr, shape = ast.literal_eval(descr)
+    return npformat.descr_to_dtype(dtype_descr), tuple(shape)
 
 
 def is_array(values: Any) -> bool:
@@ -41,8 +53,7 @@ def rows(array: np.ndarray) -> Tuple[memoryview, np.ndarray, int]:
 def restore(buffer: Any, descr: str) -> np.ndarray:
     """An array over ``buffer`` (no copy) as described by ``prepare``."""
     try:
-        dtype_descr, shape = ast.literal_eval(descr)
-        dtype = npformat.descr_to_dtype(dtype_descr)
+        dtype, shape = _parse(descr)  # the same few descriptions, message after message
         return np.frombuffer(buffer, dtype=dtype).reshape(shape)
     except (ValueError, SyntaxError, TypeError, IndexError, KeyError, RecursionError,
             MemoryError, OverflowError):  # whatever a garbled description makes them raise
