@@ -1,7 +1,12 @@
 """What the suite prints and writes: the results as the JSON document (schema 1,
-read by plots.py) and as rich tables, one per workload family."""
+read by plots.py) and as rich tables, one per workload family; and, from a JSON
+document, the Markdown tables of the README's Performance section:
+
+    python benchmarks/report.py results.json
+"""
 import json
 import statistics
+import sys
 from typing import Any, Dict, List, Tuple
 
 from workloads import KiB, MiB, Workload
@@ -157,3 +162,53 @@ def summary(values: List[float]) -> Dict[str, Any]:
     med = statistics.median(values)
     spread = (max(values) - min(values)) / med * 100 if med else 0.0
     return {"median": med, "spread_pct": spread, "runs": values}
+
+
+# -- Markdown, for the README -----------------------------------------------------------
+
+def markdown(doc: Dict[str, Any]) -> str:
+    """Two Markdown tables: throughput (one row per workload, one column per peer,
+    medians, shmbus's spread, and shmbus over the best peer) and round trips."""
+    peers_shown = list(dict.fromkeys(r["peer"] for r in doc["results"]))
+    skips = {(s["workload"], s.get("size"), s["peer"]) for s in doc["skipped"]}
+    rows: Dict[Tuple, Dict[str, Any]] = {}
+    for r in doc["results"]:
+        rows.setdefault((r["workload"], r["size"], r["producers"], r["consumers"], r["pattern"],
+                         r["kind"], r["batch"]), {})[r["peer"]] = r
+    out = ["| workload | " + " | ".join(peers_shown) + " | shmbus spread | shmbus ÷ best peer |",
+           "|---" * (len(peers_shown) + 3) + "|"]
+    for (name, size, producers, consumers, pattern, kind, batch), by_peer in rows.items():
+        w = Workload(name, kind, size, 0, producers, consumers, pattern, batch)
+        cells, best = [], 0.0
+        for peer in peers_shown:
+            r = by_peer.get(peer)
+            if r is None:
+                cells.append("n/a" if (name, size, peer) in skips else "")
+            elif r["median"] is None:
+                cells.append("lost/hung")
+            else:
+                cells.append(rate_text(r["median"]))
+                if peer != BASELINE:
+                    best = max(best, r["median"])
+        base = by_peer.get(BASELINE)
+        ok = base is not None and base["median"]
+        spread = f"{(base['max'] - base['min']) / base['median'] * 100:.0f} %" if ok else ""
+        ratio = f"{base['median'] / best:.1f}x" if ok and best else ""
+        prefix = "fan-out " if name == "fanout" else "numpy " if kind == "numpy" else ""
+        out.append(f"| {prefix}{label(w)} | " + " | ".join(cells) + f" | {spread} | {ratio} |")
+    lat_peers = list(dict.fromkeys(x["peer"] for x in doc["latency"]))
+    if lat_peers:
+        out += ["", "| round trip, 64 B (µs) | " + " | ".join(lat_peers) + " |",
+                "|---" * (len(lat_peers) + 1) + "|"]
+        lat = {(x["mode"], x["peer"]): x for x in doc["latency"]}
+        for mode in ("spin", "block"):
+            for q, key in (("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")):
+                cells = [f"{lat[(mode, p)][key]:.1f}" if (mode, p) in lat else "lost/hung"
+                         for p in lat_peers]
+                out.append(f"| {mode}, {q} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        print(markdown(json.load(f)))

@@ -439,11 +439,10 @@ int shmbus_wait(shmbus_consumer *c, int64_t timeout_ns, int64_t spin_ns)
     store_relaxed(&t->meta->members[c->member].last_active_ns, (uint64_t)shmbus_now_realtime());
     if (spin_ns > timeout_ns)
         spin_ns = timeout_ns;
-    while (shmbus_now_monotonic() - start < spin_ns) {
+    for (int64_t spun = 0; spun < spin_ns; spun = shmbus_now_monotonic() - start) {
         if (available(c, 0) > 0)
             return SHMBUS_OK;
-        for (int i = 0; i < SPIN_PAUSES; i++)
-            cpu_relax();
+        shmbus_spin_step(spun);
     }
     uint32_t seq = load_acquire(&w->seq);
     fetch_add(&w->waiters, 1);

@@ -456,11 +456,10 @@ int shmbus_wait_space(shmbus_producer *pr, uint32_t partition, uint64_t record_l
     fetch_add(&p->counters.blocked_sends, 1);
     if (timeout_ns >= 0 && spin_ns > timeout_ns)
         spin_ns = timeout_ns;
-    while (shmbus_now_monotonic() - start < spin_ns) {
+    for (int64_t spun = 0; spun < spin_ns; spun = shmbus_now_monotonic() - start) {
         if (space_for(pr, partition, bytes))
             return SHMBUS_OK;
-        for (int i = 0; i < SPIN_PAUSES; i++)
-            cpu_relax();
+        shmbus_spin_step(spun);
     }
     int64_t slice = t->liveness_ns / 4 > 0 ? t->liveness_ns / 4 : 1000000;
     for (;;) {

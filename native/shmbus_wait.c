@@ -1,11 +1,13 @@
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shmbus.h"
+#include "shmbus_atomic.h"
 #include "shmbus_wait.h"
 
 int64_t shmbus_now_monotonic(void)
@@ -49,4 +51,18 @@ int shmbus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns)
 void shmbus_futex_wake_all(uint32_t *word)
 {
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Past this, a spinning waiter yields: the other side's next step takes far
+ * longer than this only when it is not running at all. */
+#define SPIN_YIELD_AFTER_NS 5000
+
+void shmbus_spin_step(int64_t spun_ns)
+{
+    if (spun_ns < SPIN_YIELD_AFTER_NS) {
+        for (int i = 0; i < SPIN_PAUSES; i++)
+            cpu_relax();
+    } else {
+        sched_yield();
+    }
 }

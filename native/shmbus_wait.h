@@ -11,4 +11,8 @@ int64_t shmbus_now_coarse(void);
  * changed), SHMBUS_TIMEOUT or SHMBUS_INTERRUPTED. */
 int shmbus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 void shmbus_futex_wake_all(uint32_t *word);
+/* One step of a waiter's spinning phase, ``spun_ns`` into it: a few pauses at
+ * first, then a yield of the core, so that on a machine with more busy processes
+ * than cores the process being waited for gets to run. */
+void shmbus_spin_step(int64_t spun_ns);
 #endif

@@ -66,8 +66,11 @@ class Receiver:
         import shmbus
         self.bus = shmbus.Bus(channel[0], path=channel[1])
         spin = {} if w.kind != "ping" else {"spin": 1.0 if w.spin else 0.0}
-        group = GROUP if w.pattern == "share" and w.consumers > 1 else None
-        self.consumer = self.bus.consumer(TOPIC, group=group, start="earliest", **spin)
+        # competing consumers as RabbitMQ or PUSH/PULL have them: each takes the next
+        # message whoever holds the partition (ordering="partition" would let one
+        # member at a time read a one-partition topic)
+        share = dict(group=GROUP, ordering="none") if w.pattern == "share" and w.consumers > 1 else {}
+        self.consumer = self.bus.consumer(TOPIC, start="earliest", **share, **spin)
         self.timeout = w.timeout
         self.array = w.kind == "numpy"
 
