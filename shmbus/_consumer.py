@@ -1,4 +1,5 @@
 """Consumer: reads a topic as a member of a group."""
+import array
 import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
@@ -34,6 +35,20 @@ MAX_BATCH = 65536
 # With manual acks poll() fetches one at a time: a delivery's ack deadline starts
 # when it is handed out, and a nack holds back what was not handed out yet.
 PREFETCH = 64
+
+
+class _Fields(array.array):
+    """The delivery records of one fetch, as the core wrote them (one memcpy, no
+    Python int per field until one is read), and the seek generations of the
+    partitions when they were fetched.  Its messages keep it alive."""
+    __slots__ = ("gens",)
+
+
+def _fields_of(records: Any, gens: tuple) -> _Fields:
+    f = _Fields("Q")
+    f.frombytes(records.cast("B")) if isinstance(records, memoryview) else f.extend(records)
+    f.gens = gens
+    return f
 
 
 def _check_batch(max_messages: Any, timeout: Any) -> None:
@@ -188,7 +203,7 @@ class Consumer(Handle):
         if self._i < self._n:  # fetched by poll() and not handed out yet: these first
             i, end = self._i, min(self._n, self._i + max_messages * _FIELDS)
             self._held, self._i = i, end
-            rows = np.array(self._flat[i:end], np.uint64).reshape(-1, _FIELDS)
+            rows = np.frombuffer(self._flat, np.uint64)[i:end].reshape(-1, _FIELDS)
         else:
             self._busy = True
             try:
@@ -217,15 +232,14 @@ class Consumer(Handle):
         try:
             if self._closing or _poll_wait(self._h, self._out, 1, 0, 0) != 1:
                 return None
-            flat = self._fields[:_FIELDS].tolist()
-            if flat[_FLAGS] & _DEAD:
-                self._pass_dead_letters(flat)
+            if self._fields[_FLAGS] & _DEAD:
+                self._pass_dead_letters(self._fields[:_FIELDS].tolist())
                 return None
+            flat = _fields_of(self._fields[:_FIELDS], self._gens)
         finally:
             self._busy = False
             if self._closing:
                 self._release()
-        flat.append(self._gens)
         self._flat = flat
         self._i = self._n = _FIELDS
         self._held = 0
@@ -244,17 +258,16 @@ class Consumer(Handle):
                 n = self._call_checked(max_messages, timeout, deadline)
                 if n == 0:
                     return 0
-                flat = self._fields[:n * _FIELDS].tolist()
-                flags = flat[_FLAGS::_FIELDS]
+                records = self._fields[:n * _FIELDS]
+                flags = records[_FLAGS::_FIELDS]
                 if self._manual and any(flags) and any(f & _DEAD for f in flags):
-                    flat = self._pass_dead_letters(flat)
-                    n = len(flat) // _FIELDS
+                    records = self._pass_dead_letters(records.tolist())
+                    n = len(records) // _FIELDS
                     if n == 0:
                         if timeout == 0 or (deadline is not None and time.monotonic() >= deadline):
                             return 0
                         continue
-                flat.append(self._gens)
-                self._flat = flat
+                self._flat = _fields_of(records, self._gens)
                 self._n = n * _FIELDS
                 self._held = 0
                 return n
@@ -382,7 +395,7 @@ class Consumer(Handle):
                 if self._h is None:
                     raise self._closed()
                 f[i + _FLAGS] |= ACKED
-                if f[-1] is self._gens or self._not_abandoned(f, i):
+                if f.gens is self._gens or self._not_abandoned(f, i):
                     _ack(self._h, f[i + _PARTITION], f[i + _OFFSET])
             return
         if self._h is None:
@@ -404,7 +417,7 @@ class Consumer(Handle):
             f, i = m._f, m._i
             if not f[i + _FLAGS] & ACKED:
                 f[i + _FLAGS] |= ACKED
-                if f[-1] is not self._gens and not self._not_abandoned(f, i):
+                if f.gens is not self._gens and not self._not_abandoned(f, i):
                     continue
                 pairs[n] = f[i + _PARTITION]
                 pairs[n + 1] = f[i + _OFFSET]
@@ -431,7 +444,7 @@ class Consumer(Handle):
         if f[i + _FLAGS] & ACKED:
             return
         f[i + _FLAGS] |= ACKED
-        if f[-1] is not self._gens and not self._not_abandoned(f, i):
+        if f.gens is not self._gens and not self._not_abandoned(f, i):
             return
         if error is not None:
             self._dead.remember(f[i + _PARTITION], f[i + _OFFSET], str(error))
@@ -440,7 +453,7 @@ class Consumer(Handle):
     def _not_abandoned(self, f: List[Any], i: int) -> bool:
         """Whether no seek of its partition came since the delivery at f[i]."""
         p = f[i + _PARTITION]
-        return f[-1][p] == self._gens[p]
+        return f.gens[p] == self._gens[p]
 
     def _own(self, m: Any) -> None:
         if not isinstance(m, Message):

@@ -22,7 +22,7 @@ typedef struct {
     PyObject_HEAD
     uintptr_t raw;      /* the core's handle; 0 once closed or orphaned by a fork */
     char single;        /* producer: the topic has one partition */
-    PyObject *flat;     /* consumer: the fields of the last fetch (a list), or () */
+    PyObject *flat;     /* consumer: the delivery records of the last fetch (uint64s), or () */
     Py_ssize_t i, n;    /* consumer: next fetched delivery to hand out, end of them */
     Py_ssize_t held;    /* consumer: first delivery handed out since the fetch */
     char **bases;       /* consumer: where each partition is mapped */
@@ -32,7 +32,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *c;        /* the consumer */
-    PyObject *f;        /* its fields list of the fetch that brought this message */
+    PyObject *f;        /* the delivery records of the fetch that brought this message */
     Py_ssize_t i;       /* where this message's fields start in f */
 } MessageObject;
 
@@ -108,7 +108,7 @@ static int plain_timeout(PyObject *t)
 static PyObject *core_poll(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (self->i < self->n && kwnames == NULL && nargs <= 1 && (nargs == 0 || plain_timeout(args[0]))
-        && self->flat != NULL && PyList_CheckExact(self->flat)) {
+        && self->flat != NULL) {
         Py_ssize_t i = self->i;
         self->held = i;
         self->i = i + FIELDS;
@@ -201,12 +201,6 @@ static PyTypeObject CoreType = {
 
 /* -- MessageBase: the base of Message -------------------------------------- */
 
-static int field(PyObject *f, Py_ssize_t at, unsigned long long *out)
-{
-    *out = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(f, at));
-    return *out == (unsigned long long)-1 && PyErr_Occurred() ? -1 : 0;
-}
-
 static PyObject *message_value(MessageObject *self, void *closure)
 {
     CoreObject *c = (CoreObject *)self->c;
@@ -214,13 +208,20 @@ static PyObject *message_value(MessageObject *self, void *closure)
     /* held (fetched by the consumer's last fetch, not released by a later poll)
      * and with no flag (kept for this group): the bytes are there to copy */
     if (c != NULL && PyObject_TypeCheck(self->c, &CoreType) && f != NULL && f == c->flat
-        && self->i >= c->held && PyList_CheckExact(f) && self->i + FIELDS <= PyList_GET_SIZE(f)) {
-        unsigned long long flags, part, at, len;
-        if (field(f, self->i + D_FLAGS, &flags) || field(f, self->i + D_PARTITION, &part)
-            || field(f, self->i + D_AT, &at) || field(f, self->i + D_VLEN, &len))
+        && self->i >= c->held && PyObject_CheckBuffer(f)) {
+        Py_buffer fields;
+        if (PyObject_GetBuffer(f, &fields, PyBUF_SIMPLE) < 0)
             return NULL;
-        if (flags == 0 && part < (unsigned long long)c->nbases && len <= PY_SSIZE_T_MAX)
-            return PyBytes_FromStringAndSize(c->bases[part] + at, (Py_ssize_t)len);
+        PyObject *r = NULL;
+        if ((self->i + FIELDS) * (Py_ssize_t)sizeof(uint64_t) <= fields.len) {
+            const uint64_t *d = (const uint64_t *)fields.buf + self->i;
+            uint64_t part = d[D_PARTITION], len = d[D_VLEN];
+            if (d[D_FLAGS] == 0 && part < (uint64_t)c->nbases && len <= PY_SSIZE_T_MAX)
+                r = PyBytes_FromStringAndSize(c->bases[part] + d[D_AT], (Py_ssize_t)len);
+        }
+        PyBuffer_Release(&fields);
+        if (r != NULL || PyErr_Occurred())
+            return r;
     }
     return general((PyObject *)self, str_value_general, NULL, 0, NULL);
 }
