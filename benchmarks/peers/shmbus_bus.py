@@ -72,13 +72,17 @@ class Receiver:
         share = dict(group=GROUP, ordering="none") if w.pattern == "share" and w.consumers > 1 else {}
         self.consumer = self.bus.consumer(TOPIC, start="earliest", **share, **spin)
         self.timeout = w.timeout
-        self.array = w.kind == "numpy"
+        self._poll = self.consumer.poll
+        if w.kind == "numpy":
+            self.recv = self._recv_array
 
     def recv(self) -> Any:
-        m = self.consumer.poll(self.timeout)
-        if m is None:
-            return None
-        return m.array() if self.array else m.value
+        m = self._poll(self.timeout)
+        return None if m is None else m.value
+
+    def _recv_array(self) -> Any:
+        m = self._poll(self.timeout)
+        return None if m is None else m.array()
 
     def recv_many(self, max_messages: int) -> list:
         return [m.value for m in self.consumer.poll_batch(max_messages, self.timeout)]
