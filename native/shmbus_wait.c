@@ -55,7 +55,7 @@ void shmbus_futex_wake_all(uint32_t *word)
 
 /* Past this, a spinning waiter yields: the other side's next step takes far
  * longer than this only when it is not running at all. */
-#define SPIN_YIELD_AFTER_NS 5000
+#define SPIN_YIELD_AFTER_NS 20000
 
 void shmbus_spin_step(int64_t spun_ns)
 {
