@@ -8,6 +8,8 @@ from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigEr
                       TopicNotFoundError, UnsafeSegmentError)
 from ._message import Message, Offset
 from ._producer import Producer
+from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
+                     RateLimitError, RetryPolicy, Retrying, TransientError)
 
 __version__ = "0.1.0"
 
@@ -17,5 +19,7 @@ __all__ = [
     "ConfigMismatchError", "TopicNotFoundError", "TopicExistsError", "CorruptSegmentError",
     "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "UnsafeSegmentError",
     "BusNotFoundError",
+    "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
+    "TransientError", "PermanentError", "RateLimitError",
     "__version__",
 ]
