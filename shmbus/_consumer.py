@@ -9,7 +9,7 @@ import numpy as np
 from ._columns import Columns
 from ._config import ACK, MAX_DELAY, ORDERING, START, choice, seconds
 from ._core import error
-from ._dead_letter import DeadLetters
+from ._dead_letter import REJECTED, DeadLetters
 from ._fast import Core, message as _message
 from ._errors import AckError, ClosedError, ConfigError, MessageReleasedError
 from ._message import ACKED, Message
@@ -425,13 +425,14 @@ class Consumer(Handle):
         if n:
             lib.shmbus_ack_batch(self._h, pairs, n // 2)
 
-    def nack(self, message: Message, delay: float = 0.0, error: Optional[str] = None) -> None:
+    def nack(self, message: Message, delay: float = 0.0, error: Any = None) -> None:
         """Give a message back (``ack="manual"``): it is delivered again (to any
         member under ``ordering="none"``; under ``"partition"`` the partition's
         later messages wait for it) not before ``delay`` seconds, or goes to the
-        dead letters if it has had ``max_deliveries`` deliveries.  ``error`` is kept
-        in the dead letter's ``shmbus.error`` header when this consumer is the one
-        that passes it on."""
+        dead letters if it has had ``max_deliveries`` deliveries.  ``error`` (a
+        string or an exception) is kept in the dead letter's ``shmbus.error``
+        header (an exception as ``"Type: text"``, its type also in
+        ``shmbus.error_type``) when this consumer is the one that passes it on."""
         if self._h is None:
             raise self._closed()
         if not self._manual:
@@ -447,8 +448,30 @@ class Consumer(Handle):
         if f.gens is not self._gens and not self._not_abandoned(f, i):
             return
         if error is not None:
-            self._dead.remember(f[i + _PARTITION], f[i + _OFFSET], str(error))
+            self._dead.remember(f[i + _PARTITION], f[i + _OFFSET], error)
         lib.shmbus_nack(self._h, f[i + _PARTITION], f[i + _OFFSET], int(delay * 1e9))
+
+    def dead_letter(self, message: Message, error: Any = None) -> None:
+        """Send a message to the dead letters now (``ack="manual"``), whatever its
+        delivery count: for a failure that no retry will mend.  It is published
+        to the consumer's ``dead_letter`` topic (dropped and counted without one)
+        with ``shmbus.reason`` ``"rejected"`` and ``error`` as :meth:`nack` keeps
+        it, then finished for the group.  Published first: a process that dies in
+        between leaves it to be delivered again, never lost."""
+        if self._h is None:
+            raise self._closed()
+        if not self._manual:
+            raise AckError("dead_letter() needs ack='manual'; this consumer acknowledges automatically")
+        self._own(message)
+        f, i = message._f, message._i
+        if f[i + _FLAGS] & ACKED:
+            return
+        if f.gens is self._gens or self._not_abandoned(f, i):
+            self._dead.publish(message, 0, reason=REJECTED, error=error)
+            f[i + _FLAGS] |= ACKED
+            lib.shmbus_dead_lettered(self._h, f[i + _PARTITION], f[i + _OFFSET])
+        else:
+            f[i + _FLAGS] |= ACKED
 
     def _not_abandoned(self, f: List[Any], i: int) -> bool:
         """Whether no seek of its partition came since the delivery at f[i]."""

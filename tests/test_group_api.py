@@ -358,3 +358,53 @@ def test_a_group_the_producer_laps_learns_what_it_lost(bus, ack, case):
         assert g["lost"] == lost and g["lag"] == 0 and g["pending"] == 0
     if keeper is not None:
         keeper.close()
+
+
+def test_dead_letter_at_once_with_the_error_type_and_text(bus, topic):
+    with bus.consumer(topic, group="g", ack="manual", max_deliveries=5, dead_letter="dead") as c:
+        send(bus, topic, [b"poison", b"fine"], headers={"type": "order"})
+        m = c.poll(timeout=1)
+        c.dead_letter(m, error=ValueError("no such product"))  # first delivery, 5 allowed
+        c.dead_letter(m)                                      # twice: nothing more
+        ok = c.poll(timeout=1)
+        assert ok.value == b"fine"
+        c.ack(ok)
+        assert c.poll(timeout=0.3) is None                    # not delivered again
+        g = group_stats(bus, topic, "g")
+        assert (g["dead_lettered"], g["acked"], g["lag"]) == (1, 1, 0)
+    with bus.consumer("dead", start="earliest") as d:
+        m = d.poll(timeout=1)
+        h = m.headers
+        assert m.value == b"poison" and h["type"] == "order"
+        assert h["shmbus.reason"] == "rejected" and h["shmbus.delivery_count"] == "1"
+        assert h["shmbus.error"] == "ValueError: no such product" and h["shmbus.error_type"] == "ValueError"
+        assert d.poll(timeout=0.3) is None
+
+
+def test_nack_with_an_exception_names_its_type_in_the_dead_letter(bus, topic):
+    class Flaky(ConnectionError):
+        pass
+
+    with bus.consumer(topic, group="g", ack="manual", max_deliveries=1, dead_letter="dead") as c:
+        send(bus, topic, [b"x"])
+        c.nack(c.poll(timeout=1), error=Flaky("reset by peer"))
+        assert c.poll(timeout=0.3) is None  # passes the dead letter on
+    with bus.consumer("dead", start="earliest") as d:
+        h = d.poll(timeout=1).headers
+        assert h["shmbus.error"] == "Flaky: reset by peer" and h["shmbus.reason"] == "nack"
+        assert h["shmbus.error_type"].endswith("Flaky")
+
+
+def test_dead_letter_needs_manual_acks_and_its_own_message(bus, topic):
+    send(bus, topic, [b"a"])
+    with bus.consumer(topic, group="auto", start="earliest") as auto:
+        m = auto.poll(timeout=1)
+        with pytest.raises(shmbus.AckError):
+            auto.dead_letter(m)
+        with bus.consumer(topic, group="other", ack="manual", start="earliest") as other:
+            with pytest.raises(shmbus.AckError):
+                other.dead_letter(m)
+            with pytest.raises(TypeError):
+                other.dead_letter("not a message")
+    with pytest.raises(shmbus.ClosedError):
+        auto.dead_letter(m)
