@@ -8,6 +8,8 @@ from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigEr
                       TopicNotFoundError, UnsafeSegmentError)
 from ._message import Message, Offset
 from ._producer import Producer
+from ._worker import Worker
+from ._handling import Subscription
 from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
                      RateLimitError, RetryPolicy, Retrying, TransientError)
 
@@ -20,6 +22,6 @@ __all__ = [
     "ClosedError", "MessageReleasedError", "AckError", "GroupNotFoundError", "UnsafeSegmentError",
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
-    "TransientError", "PermanentError", "RateLimitError",
+    "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
     "__version__",
 ]

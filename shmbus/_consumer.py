@@ -370,6 +370,21 @@ class Consumer(Handle):
             if msg is not None:
                 yield msg
 
+    def subscribe(self, callback: Any, retrying: Any = None) -> Any:
+        """Push delivery: ``callback(msg)`` is called for each message in a
+        background thread until ``stop()`` of the returned :class:`Subscription`
+        (or until the consumer is closed).  With ``ack="manual"`` a message is
+        acked when the callback returns; when it raises, ``retrying`` (a
+        :class:`Retrying`, default ``Retrying()``) chooses between a delayed
+        ``nack`` and the dead letters.  One message at a time: a slow callback
+        holds back the stream (backpressure), nothing queues in memory.  Do not
+        poll the consumer from another thread meanwhile.  ``callback`` may be
+        ``"module:function"``."""
+        from ._handling import Subscription
+        if self._h is None:
+            raise self._closed()
+        return Subscription(self, callback, retrying)
+
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._aiter()
 

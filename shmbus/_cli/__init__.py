@@ -22,6 +22,7 @@ COMMANDS = {
     "export": "export",
     "demo": "demo",
     "bench": "bench",
+    "worker": "worker",
 }
 
 
