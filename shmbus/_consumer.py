@@ -390,11 +390,42 @@ class Consumer(Handle):
 
     async def _aiter(self) -> AsyncIterator[Message]:
         while not self._closing:
-            msg = self.poll(0)
-            if msg is None:
-                msg = await asyncio.get_running_loop().run_in_executor(None, self.poll, _WAIT_SLICE)
+            try:
+                msg = await self.poll_async(None)
+            except ClosedError:  # closed since the check above
+                return
             if msg is not None:
                 yield msg
+
+    async def poll_async(self, timeout: Optional[float] = None) -> Optional[Message]:
+        """``poll`` for asyncio, without blocking the event loop: the waiting is a
+        futex wait in a worker thread (no busy polling) that takes nothing; the
+        message is taken on the loop's thread once there is one.  So cancelling
+        it loses no message.  ``None`` waits until a message arrives or the
+        consumer is closed (then None).  One task at a time polls a consumer."""
+        if timeout is not None:
+            timeout = seconds(timeout, "timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            msg = self.poll(0)
+            if msg is not None or self._closing:
+                return msg
+            left = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return None
+            await loop.run_in_executor(None, self._wait_ready, left)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Up to ``timeout`` seconds until a delivery is there (taking nothing)."""
+        self._busy = True
+        try:
+            if not self._closing and self._h is not None:
+                lib.shmbus_wait(self._h, int(timeout * 1e9), self._spin)
+        finally:
+            self._busy = False
+            if self._closing:
+                self._release()
 
     # -- acknowledgement and position ----------------------------------------------
 

@@ -1,6 +1,8 @@
 """Producer: writes messages to a topic."""
 import array
+import asyncio
 import os
+import threading
 import time
 from typing import Any, Iterable, Mapping, Optional, Union
 
@@ -20,6 +22,9 @@ _send = lib.shmbus_send
 _tuple_new = tuple.__new__
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 SPIN = 50e-6  # seconds a blocked send spins before it sleeps
+# Guards _waiting and _closing between close() and send_async's room waits in
+# worker threads (a slow path: never taken by send itself).
+_ROOM_LOCK = threading.Lock()
 SPILL_LOCK_WAIT = 10.0  # seconds a send waits for another process's use of the spill
 
 
@@ -72,9 +77,11 @@ class Producer(Handle):
     """
 
     # _single lives in the C base (_fast.Core), where send() reads it
-    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_next", "_accepted")
+    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_next", "_accepted", "_waiting", "_closing")
 
     def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
+        self._waiting = 0  # room waits of send_async in worker threads
+        self._closing = False
         if on_full is not None:
             choice(on_full, ON_FULL, "on_full")
             if on_full not in ON_FULL_READY:
@@ -107,7 +114,7 @@ class Producer(Handle):
         ``partition`` is given; ``headers`` is a small dict of str to str or
         bytes.  (Its shortest path is in C: ``_fast.c``.)"""
         h = self._h
-        if h is None:
+        if h is None or self._closing:
             raise self._closed()
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
@@ -153,7 +160,7 @@ class Producer(Handle):
         array, a record of a structured array), sent without a Python object per
         message; :meth:`Consumer.poll_columns` reads them back the same way."""
         h = self._h
-        if h is None:
+        if h is None or self._closing:
             raise self._closed()
         if timeout and timeout < 0:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
@@ -326,18 +333,69 @@ class Producer(Handle):
     def _wait_for_room(self, partition: int, record_len: int, deadline: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise BusFull(f"topic {self.topic!r} partition {partition} stayed full")
+            e = BusFull(f"topic {self.topic!r} partition {partition} stayed full")
+            e.partition, e.record_len = partition, record_len
+            raise e
         lib.shmbus_wait_space(self._h, partition, record_len, int(min(left, _WAIT_SLICE) * 1e9),
                               int(SPIN * 1e9))
         if self._h is None:
             raise ClosedError("producer was closed while waiting for room")
 
+    # -- asyncio -------------------------------------------------------------------
+
+    async def send_async(self, value: Any, key: Key = None, headers: Optional[Mapping[str, Any]] = None,
+                         partition: Optional[int] = None, msg_id: Any = None,
+                         timeout: Optional[float] = None) -> Optional[Offset]:
+        """``send`` for asyncio.  A send that finds room returns at once; under
+        ``on_full="block"`` a full ring is waited for in a worker thread (a futex
+        wait that writes nothing), so the event loop runs on, and the message is
+        then sent from the loop's thread: cancelling it while it waits sends
+        nothing.  ``timeout`` as for ``send`` (then BusFull)."""
+        if self.on_full != "block":
+            return self.send(value, key, headers, partition, msg_id, timeout)
+        timeout = self.timeout if timeout is None else seconds(timeout, "timeout")
+        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return self.send(value, key, headers, partition, msg_id, 0)
+            except BusFull as e:
+                left = deadline - time.monotonic()
+                if left <= 0 or getattr(e, "partition", None) is None:
+                    raise
+                partition = e.partition  # a keyless send keeps the partition it drew
+                await loop.run_in_executor(None, self._wait_room, e.partition, e.record_len,
+                                           min(left, _WAIT_SLICE))
+
+    def _wait_room(self, partition: int, record_len: int, timeout: float) -> None:
+        """In a worker thread: the handle stays open until this wait is over,
+        even if the producer is closed meanwhile (close() leaves it to us)."""
+        with _ROOM_LOCK:
+            if self._closing or self._h is None:
+                return
+            self._waiting += 1
+        try:
+            lib.shmbus_wait_space(self._h, partition, record_len, int(timeout * 1e9), int(SPIN * 1e9))
+        finally:
+            with _ROOM_LOCK:
+                self._waiting -= 1
+                last = self._closing and not self._waiting
+            if last:
+                self._detach(lib.shmbus_producer_close)
+
     # -- lifetime ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach from the topic.  Everything sent is already in shared memory."""
+        """Detach from the topic.  Everything sent is already in shared memory.
+        Safe while a ``send_async`` waits for room in a worker thread: that
+        wait ends, and the send raises ClosedError."""
+        with _ROOM_LOCK:
+            self._closing = True
+            self._raw = 0  # the C path of send stands aside; the Python one refuses
+            if self._waiting:
+                return
         self._detach(lib.shmbus_producer_close)
 
     @property
     def closed(self) -> bool:
-        return self._h is None
+        return self._h is None or self._closing
