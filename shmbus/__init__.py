@@ -9,6 +9,7 @@ from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigEr
 from ._message import Message, Offset
 from ._producer import Producer
 from ._worker import Worker
+from ._dedup import Deduplicator
 from ._handling import Subscription
 from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
                      RateLimitError, RetryPolicy, Retrying, TransientError)
@@ -23,5 +24,6 @@ __all__ = [
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
     "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
+    "Deduplicator",
     "__version__",
 ]
