@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from ._errors import ClosedError, ConfigError
-from ._retry import Retrying
+from ._retry import Retrying, retrying_of
 
 Handler = Callable[[Any], Any]
 WAIT_SLICE = 0.1  # seconds a poll waits before the loop looks at its stop flag
@@ -94,9 +94,7 @@ class Subscription:
         self.stats = Stats()
         self._stop = threading.Event()
         self._handler = load_handler(handler)
-        self._retrying = retrying if retrying is not None else Retrying()
-        if not isinstance(self._retrying, Retrying):
-            raise TypeError(f"retrying must be a Retrying, not {type(self._retrying).__name__}")
+        self._retrying = retrying_of(retrying)
         self._thread = threading.Thread(target=self._run, name=f"shmbus-subscribe-{consumer.topic}",
                                         daemon=True)
         self._thread.start()

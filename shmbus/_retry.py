@@ -228,3 +228,12 @@ class Retrying:
         if delay is not None and kind == RATE_LIMIT and isinstance(after, (int, float)) and after >= 0:
             delay = float(after)
         return kind, delay
+
+
+def retrying_of(value: Optional[Retrying]) -> Retrying:
+    """``value``, or the default ``Retrying()`` for None."""
+    if value is None:
+        return Retrying()
+    if not isinstance(value, Retrying):
+        raise TypeError(f"retrying must be a Retrying, not {type(value).__name__}")
+    return value

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from ._errors import ConfigError
 from ._handling import Stats, load_handler, run
-from ._retry import Retrying
+from ._retry import Retrying, retrying_of
 
 STOP_GRACE = 5.0  # seconds a member may take to finish the message in hand
 
@@ -45,13 +45,8 @@ class Worker:
             raise TypeError(f"processes must be an int, not {type(processes).__name__}")
         if processes < 1:
             raise ConfigError(f"processes must be >= 1, got {processes}")
-        if isinstance(handler, str):
-            load_handler(handler)  # a bad reference fails here, not in every member
-        elif not callable(handler):
-            raise ConfigError(f"a handler is a callable or 'module:function', got {handler!r}")
-        self.retrying = retrying if retrying is not None else Retrying()
-        if not isinstance(self.retrying, Retrying):
-            raise TypeError(f"retrying must be a Retrying, not {type(self.retrying).__name__}")
+        load_handler(handler)  # a bad reference fails here, not in every member
+        self.retrying = retrying_of(retrying)
         from ._bus import Bus
         with Bus(bus, path=path) as b:  # the topic must exist; the options are checked once here
             b.consumer(topic, group=group, ack="manual", ordering=ordering, start=start,
