@@ -54,6 +54,10 @@ struct shmbus_topic_config {
     uint32_t mode;
     uint32_t flags; /* SHMBUS_TOPIC_* */
     uint64_t spill_bytes; /* on_full=spill: the most a partition's spill file holds */
+    /* Records a partition holds at most (max_messages, exact; <= slot_count);
+     * 0 in segments made before it existed, meaning slot_count.  It sits in
+     * what was the padding before the wake line: no offset moved. */
+    uint64_t message_limit;
 };
 
 /* The bus segment marks that a bus exists; its topics have segments of their own. */
@@ -304,6 +308,8 @@ _Static_assert(offsetof(struct shmbus_partition, tail) % SHMBUS_CACHE_LINE == 0,
 _Static_assert(offsetof(struct shmbus_partition, head) % SHMBUS_CACHE_LINE == 0, "head alone");
 _Static_assert(offsetof(struct shmbus_partition, groups) % SHMBUS_CACHE_LINE == 0, "groups aligned");
 _Static_assert(offsetof(struct shmbus_meta, wake) % SHMBUS_CACHE_LINE == 0, "wake alone");
+_Static_assert(offsetof(struct shmbus_meta, wake) == 2 * SHMBUS_CACHE_LINE,
+               "config ends in the padding before wake: layout 4's offsets hold");
 _Static_assert(sizeof(struct shmbus_partition) % SHMBUS_CACHE_LINE == 0, "partition header size");
 _Static_assert(sizeof(struct shmbus_meta) % SHMBUS_CACHE_LINE == 0, "meta size");
 _Static_assert(SHMBUS_MAX_GROUPS <= 64, "group masks are 64 bits");

@@ -8,6 +8,7 @@ from ._errors import (AckError, BusFull, BusNotFoundError, ClosedError, ConfigEr
                       TopicNotFoundError, UnsafeSegmentError)
 from ._message import Message, Offset
 from ._producer import Producer
+from ._queue import Queue
 from ._worker import Worker
 from ._dedup import Deduplicator
 from ._handling import Subscription
@@ -24,6 +25,6 @@ __all__ = [
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
     "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
-    "Deduplicator",
+    "Deduplicator", "Queue",
     "__version__",
 ]

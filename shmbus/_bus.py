@@ -113,8 +113,10 @@ class Bus:
                      max_messages: Optional[int] = _UNSET, exist_ok: bool = False) -> None:
         """Create a topic.  Defaults: partitions=1, capacity=64 MiB of data per
         partition (rounded up to a power of two), max_message_size=1 MiB,
-        on_full="block", retention="consumed", mode=0o600, max_messages (records
-        the index holds per partition) = capacity / 256, rounded up to a power of two.
+        on_full="block", retention="consumed", mode=0o600, max_messages (records a
+        partition holds at most, exact: a send beyond it waits or is refused as
+        ``on_full`` says, as when the bytes run out) = capacity / 256, rounded up to
+        a power of two.
 
         Raises TopicExistsError if it exists, unless ``exist_ok``: then the options
         this call gives explicitly must match the existing topic's
@@ -150,9 +152,9 @@ class Bus:
             for i in range(c["partitions"]):
                 seg = _segment.Segment.create(
                     self._dir, _names.partition_segment(self.name, name, i),
-                    lib.shmbus_partition_size(c["capacity"], c["max_messages"]), c["mode"])
+                    lib.shmbus_partition_size(c["capacity"], c["slot_count"]), c["mode"])
                 try:
-                    check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["max_messages"]))
+                    check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["slot_count"]))
                     if self.path is not None:
                         os.fsync(seg.fd)
                 finally:
@@ -160,7 +162,7 @@ class Bus:
             info = ffi.new("struct shmbus_topic_info *", dict(
                 partitions=c["partitions"], on_full=ON_FULL[c["on_full"]],
                 retention=RETENTION[c["retention"]], fsync=FSYNC[c["fsync"]],
-                capacity=c["capacity"], slot_count=c["max_messages"],
+                capacity=c["capacity"], slot_count=c["slot_count"], message_limit=c["max_messages"],
                 max_message_size=c["max_message_size"],
                 retention_bytes=c["retention_bytes"] or 0,
                 retention_ns=int((c["retention_seconds"] or 0) * 1e9),
@@ -208,7 +210,7 @@ class Bus:
             m.release()
         return {
             "partitions": i["partitions"], "capacity": i["capacity"],
-            "max_message_size": i["max_message_size"], "max_messages": i["slot_count"],
+            "max_message_size": i["max_message_size"], "max_messages": i["message_limit"],
             "on_full": name_of(ON_FULL, i["on_full"]),
             "retention": name_of(RETENTION, i["retention"]),
             "retention_bytes": i["retention_bytes"] or None,

@@ -123,10 +123,10 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
             f"max_message_size ({c['max_message_size']}) exceeds the capacity ({c['capacity']})"
         )
     if c["max_messages"] is None:
-        slots = max(16, c["capacity"] // BYTES_PER_SLOT)
-    else:
-        slots = integer(c["max_messages"], "max_messages", 1, 2**32)
-    c["max_messages"] = pow2_at_least(max(2, slots))
+        c["max_messages"] = pow2_at_least(max(16, c["capacity"] // BYTES_PER_SLOT))
+    else:  # exact; the index has the power of two at or above it (slot_count)
+        c["max_messages"] = integer(c["max_messages"], "max_messages", 1, 2**32)
+    c["slot_count"] = pow2_at_least(max(2, c["max_messages"]))
     if c["spill_dir"] is not None and not isinstance(c["spill_dir"], (str, bytes, os.PathLike)):
         raise TypeError(f"spill_dir must be a str or os.PathLike, not {type(c['spill_dir']).__name__}")
     if c["on_full"] != "spill" and ("spill_dir" in given or "spill_bytes" in given):

@@ -70,11 +70,11 @@ def test_exist_ok_compares_only_the_options_given(bus):
     bus.create_topic("t", capacity=8192, exist_ok=True)  # what 5000 was rounded to
     bus.create_topic("t", capacity=5000, exist_ok=True)  # rounds to the same
     bus.create_topic("t", capacity=4097, exist_ok=True)
-    bus.create_topic("t", max_messages=128, exist_ok=True)
+    bus.create_topic("t", max_messages=100, exist_ok=True)  # exact, not rounded
     bus.create_topic("t", max_message_size=1000, partitions=2, capacity=8192, exist_ok=True)
     for mismatch in ({"partitions": 1}, {"capacity": 4096}, {"capacity": 8193},
                      {"max_message_size": 999}, {"on_full": "block"}, {"mode": 0o600},
-                     {"partitions": 2, "on_full": "drop_newest"}):
+                     {"partitions": 2, "on_full": "drop_newest"}, {"max_messages": 128}):
         with pytest.raises(shmbus.ConfigMismatchError):
             bus.create_topic("t", exist_ok=True, **mismatch)
     assert bus.topic_info("t") == info  # nothing was changed by any of it
@@ -799,3 +799,20 @@ def test_keyless_sends_are_spread_over_the_partitions(bus):
         assert sorted(parts) == [0, 0, 1, 1, 2, 2]
         empty = {p.send(b"x", key=b"").partition for _ in range(4)}
         assert len(empty) == 1
+
+
+def test_max_messages_is_exact(bus):
+    bus.create_topic("t", max_messages=5, on_full="block")
+    assert bus.topic_info("t")["max_messages"] == 5
+    c = bus.consumer("t", start="earliest")
+    with bus.producer("t") as p:
+        for i in range(5):
+            p.send(b"%d" % i, timeout=0)
+        with pytest.raises(shmbus.BusFull):
+            p.send(b"sixth", timeout=0.2)             # five held: the sixth waits, then gives up
+        assert [m.value for m in c.poll_batch(10, timeout=1)] == [b"%d" % i for i in range(5)]
+        assert c.poll_batch(10, timeout=0) == []      # commits the five
+        for i in range(5):
+            p.send(b"again", timeout=0)
+    with pytest.raises(shmbus.ConfigError):
+        bus.create_topic("u", max_messages=0)
