@@ -41,6 +41,15 @@ TOPIC, GROUP = "items", "getters"
 MIN_BYTES = 4096
 BYTES_PER_ITEM = 64  # an unbounded queue's index: one entry per 64 bytes of capacity
 _open: "weakref.WeakSet[Queue]" = weakref.WeakSet()
+_pid = os.getpid()  # this process's, kept current across fork (no getpid per put and get)
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _remove_if_unused(name: str) -> bool:
@@ -115,8 +124,8 @@ class Queue:
     def _check(self) -> None:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        if self._pid != os.getpid():  # forked: the parent's handles are not ours
-            self._pid = os.getpid()
+        if self._pid != _pid:  # forked: the parent's handles are not ours
+            self._pid = _pid
             self._producer = self._consumer = None
 
     def _producer_now(self) -> Any:
@@ -143,7 +152,7 @@ class Queue:
         stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
         try:
             if not buffers:
-                p.send(stream, timeout=wait)
+                p.send(stream) if wait is None else p.send(stream, timeout=wait)  # the first: in C
             elif len(buffers) == 1 and len(stream) <= lib.SHMBUS_MAX_KEY_SIZE:
                 p.send(buffers[0].raw(), key=stream, timeout=wait)
             else:  # several buffers: one pickle with them in band
@@ -232,7 +241,7 @@ class Queue:
             return
         self._closed = True
         _open.discard(self)
-        if self._pid == os.getpid():
+        if self._pid == _pid:
             for h in (self._producer, self._consumer):
                 if h is not None:
                     h.close()
