@@ -113,7 +113,7 @@ struct shmbus_topic_info {
     uint32_t fsync;
     uint64_t capacity;
     uint64_t slot_count;
-    uint64_t message_limit; /* records a partition holds at most (<= slot_count) */
+    uint64_t max_messages; /* records a partition holds at most (<= slot_count) */
     uint64_t max_message_size;
     uint64_t retention_bytes;
     uint64_t retention_ns;

@@ -11,7 +11,7 @@ struct shmbus_ring {
     unsigned char *data;
     uint64_t capacity; /* power of two */
     uint64_t slot_mask;  /* slots in the index - 1 */
-    uint64_t slot_count; /* records the ring holds at most: the topic's message_limit */
+    uint64_t slot_count; /* records the ring holds at most: the topic's max_messages */
     uint64_t data_offset;
     struct shmbus_pending *pending; /* SHMBUS_MAX_GROUPS tables of `window` entries */
     uint64_t window;

@@ -54,10 +54,10 @@ struct shmbus_topic_config {
     uint32_t mode;
     uint32_t flags; /* SHMBUS_TOPIC_* */
     uint64_t spill_bytes; /* on_full=spill: the most a partition's spill file holds */
-    /* Records a partition holds at most (max_messages, exact; <= slot_count);
+    /* Records a partition holds at most (exact; <= slot_count);
      * 0 in segments made before it existed, meaning slot_count.  It sits in
      * what was the padding before the wake line: no offset moved. */
-    uint64_t message_limit;
+    uint64_t max_messages;
 };
 
 /* The bus segment marks that a bus exists; its topics have segments of their own. */

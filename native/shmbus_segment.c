@@ -61,7 +61,7 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     struct shmbus_meta *m = mem;
     if (size < sizeof *m || c->partitions == 0 || c->partitions > SHMBUS_MAX_PARTITIONS ||
         !geometry_ok(c->capacity, c->slot_count) || c->max_message_size == 0 ||
-        c->max_message_size > c->capacity || c->message_limit > c->slot_count)
+        c->max_message_size > c->capacity || c->max_messages > c->slot_count)
         return SHMBUS_EINVAL;
     header_init(&m->header, SHMBUS_MAGIC_META, SHMBUS_KIND_META, size);
     m->config.partitions = c->partitions;
@@ -70,7 +70,7 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.fsync = c->fsync;
     m->config.capacity = c->capacity;
     m->config.slot_count = c->slot_count;
-    m->config.message_limit = c->message_limit ? c->message_limit : c->slot_count;
+    m->config.max_messages = c->max_messages ? c->max_messages : c->slot_count;
     m->config.max_message_size = c->max_message_size;
     m->config.retention_bytes = c->retention_bytes;
     m->config.retention_ns = c->retention_ns;
@@ -166,7 +166,7 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     const struct shmbus_topic_config *c = &m->config;
     if (c->partitions == 0 || c->partitions > SHMBUS_MAX_PARTITIONS ||
         !geometry_ok(c->capacity, c->slot_count) || c->max_message_size == 0 ||
-        c->max_message_size > c->capacity || c->message_limit > c->slot_count ||
+        c->max_message_size > c->capacity || c->max_messages > c->slot_count ||
         c->on_full > SHMBUS_ON_FULL_ERROR ||
         c->retention > SHMBUS_RETENTION_LOG || c->fsync > SHMBUS_FSYNC_ALWAYS ||
         (c->flags & ~(uint32_t)SHMBUS_TOPIC_CHECKSUMS))
@@ -181,7 +181,7 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     out->fsync = c->fsync;
     out->capacity = c->capacity;
     out->slot_count = c->slot_count;
-    out->message_limit = c->message_limit ? c->message_limit : c->slot_count;
+    out->max_messages = c->max_messages ? c->max_messages : c->slot_count;
     out->max_message_size = c->max_message_size;
     out->retention_bytes = c->retention_bytes;
     out->retention_ns = c->retention_ns;
@@ -256,8 +256,8 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
         r->slots = (struct shmbus_slot *)((unsigned char *)p + p->slots_offset);
         r->data = (unsigned char *)p + p->data_offset;
         r->capacity = p->capacity;
-        /* every limit on records counts message_limit; slots are indexed by the mask */
-        r->slot_count = info.message_limit;
+        /* every limit on records counts max_messages; slots are indexed by the mask */
+        r->slot_count = info.max_messages;
         r->slot_mask = p->slot_count - 1;
         r->data_offset = p->data_offset;
         r->pending = (struct shmbus_pending *)((unsigned char *)p + p->pending_offset);

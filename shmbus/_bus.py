@@ -162,7 +162,7 @@ class Bus:
             info = ffi.new("struct shmbus_topic_info *", dict(
                 partitions=c["partitions"], on_full=ON_FULL[c["on_full"]],
                 retention=RETENTION[c["retention"]], fsync=FSYNC[c["fsync"]],
-                capacity=c["capacity"], slot_count=c["slot_count"], message_limit=c["max_messages"],
+                capacity=c["capacity"], slot_count=c["slot_count"], max_messages=c["max_messages"],
                 max_message_size=c["max_message_size"],
                 retention_bytes=c["retention_bytes"] or 0,
                 retention_ns=int((c["retention_seconds"] or 0) * 1e9),
@@ -210,7 +210,7 @@ class Bus:
             m.release()
         return {
             "partitions": i["partitions"], "capacity": i["capacity"],
-            "max_message_size": i["max_message_size"], "max_messages": i["message_limit"],
+            "max_message_size": i["max_message_size"], "max_messages": i["max_messages"],
             "on_full": name_of(ON_FULL, i["on_full"]),
             "retention": name_of(RETENTION, i["retention"]),
             "retention_bytes": i["retention_bytes"] or None,

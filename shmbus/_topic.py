@@ -201,7 +201,7 @@ class TopicMap:
         """This topic's :class:`Snapshotter` (made on first use)."""
         if self._snapshotter is None:
             self._snapshotter = Snapshotter(self.handle, self.partitions, self.info["capacity"],
-                                            self.info["message_limit"], self.name)
+                                            self.info["max_messages"], self.name)
         return self._snapshotter
 
     def acquire(self) -> "TopicMap":
