@@ -70,7 +70,7 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.fsync = c->fsync;
     m->config.capacity = c->capacity;
     m->config.slot_count = c->slot_count;
-    m->config.max_messages = c->max_messages ? c->max_messages : c->slot_count;
+    m->config.max_messages = c->max_messages; /* 0: slot_count, as shmbus_meta_read says */
     m->config.max_message_size = c->max_message_size;
     m->config.retention_bytes = c->retention_bytes;
     m->config.retention_ns = c->retention_ns;

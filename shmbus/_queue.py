@@ -33,6 +33,7 @@ from typing import Any, Iterable, List, Optional
 
 from . import _names, _reclaim, _segment
 from ._bus import Bus
+from ._config import integer
 from ._errors import BusFull, BusNotFoundError, ShmbusError
 from ._native import lib
 
@@ -96,10 +97,7 @@ class Queue:
     def __init__(self, maxsize: int = 0, max_size_bytes: int = 64 * 2**20):
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
-        if isinstance(max_size_bytes, bool) or not isinstance(max_size_bytes, int):
-            raise TypeError(f"max_size_bytes must be an int, not {type(max_size_bytes).__name__}")
-        if max_size_bytes < MIN_BYTES:
-            raise ValueError(f"max_size_bytes must be at least {MIN_BYTES}, got {max_size_bytes}")
+        integer(max_size_bytes, "max_size_bytes", MIN_BYTES)
         _sweep_abandoned()
         self._maxsize = maxsize if maxsize > 0 else 0
         self._bytes = max_size_bytes
@@ -113,7 +111,7 @@ class Queue:
 
     def _attach(self, bus: Bus) -> None:
         self._bus = bus
-        self._pid = os.getpid()
+        self._pid = _pid
         self._closed = False
         self._producer: Any = None
         self._consumer: Any = None
@@ -185,7 +183,9 @@ class Queue:
         m = c.poll(wait)
         if m is None:
             raise queue.Empty
-        return self._take(c, m)
+        obj = self._load(m)
+        c.ack(m)
+        return obj
 
     def get_nowait(self) -> Any:
         return self.get(False)
@@ -207,11 +207,6 @@ class Queue:
         out = [self._load(m) for m in msgs]
         c.ack(msgs)
         return out
-
-    def _take(self, c: Any, m: Any) -> Any:
-        obj = self._load(m)
-        c.ack(m)
-        return obj
 
     @staticmethod
     def _load(m: Any) -> Any:

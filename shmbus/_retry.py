@@ -24,6 +24,7 @@ import pickle
 import random
 from typing import Dict, Iterable, Optional, Tuple, Type
 
+from ._config import integer
 from ._errors import ConfigError
 
 TRANSIENT = "transient"
@@ -57,14 +58,6 @@ def _number(value: object, name: str, low: float = 0.0) -> float:
     if not value >= low or value == float("inf"):
         raise ConfigError(f"{name} must be a finite number >= {low}, got {value!r}")
     return float(value)
-
-
-def _count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise ConfigError(f"{name} must be >= 0, got {value}")
-    return value
 
 
 class RetryPolicy:
@@ -105,7 +98,7 @@ class ExponentialBackoff(RetryPolicy):
         self.factor = _number(factor, "factor", 1.0)
         self.max_delay = _number(max_delay, "max_delay")
         self.jitter = _fraction(jitter)
-        self.max_retries = _count(max_retries, "max_retries")
+        self.max_retries = integer(max_retries, "max_retries")
 
     def base_delay(self, retry: int) -> float:
         try:
@@ -120,7 +113,7 @@ class FixedInterval(RetryPolicy):
     def __init__(self, interval: float = 1.0, max_retries: int = 5, jitter: float = 0.0):
         self.interval = _number(interval, "interval")
         self.jitter = _fraction(jitter)
-        self.max_retries = _count(max_retries, "max_retries")
+        self.max_retries = integer(max_retries, "max_retries")
 
     def base_delay(self, retry: int) -> float:
         return self.interval
@@ -135,7 +128,7 @@ class LinearBackoff(RetryPolicy):
         self.step = _number(step, "step")
         self.max_delay = _number(max_delay, "max_delay")
         self.jitter = _fraction(jitter)
-        self.max_retries = _count(max_retries, "max_retries")
+        self.max_retries = integer(max_retries, "max_retries")
 
     def base_delay(self, retry: int) -> float:
         return min(self.max_delay, self.base + self.step * (retry - 1))

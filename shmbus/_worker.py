@@ -5,6 +5,7 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
+from ._config import integer
 from ._errors import ConfigError
 from ._handling import Stats, load_handler, run
 from ._retry import Retrying, retrying_of
@@ -41,10 +42,7 @@ class Worker:
                  path: Optional[str] = None, retrying: Optional[Retrying] = None,
                  ordering: str = "none", start: str = "earliest", ack_timeout: float = 30.0,
                  max_deliveries: Optional[int] = None, dead_letter: Optional[str] = None):
-        if isinstance(processes, bool) or not isinstance(processes, int):
-            raise TypeError(f"processes must be an int, not {type(processes).__name__}")
-        if processes < 1:
-            raise ConfigError(f"processes must be >= 1, got {processes}")
+        integer(processes, "processes", 1)
         load_handler(handler)  # a bad reference fails here, not in every member
         self.retrying = retrying_of(retrying)
         from ._bus import Bus
