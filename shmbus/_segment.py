@@ -19,6 +19,29 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
+def _unnamed(directory: str, mode: int) -> Optional[int]:
+    """A file in ``directory`` without a name yet (O_TMPFILE), or None where the
+    file system or /proc cannot make and name one."""
+    if not hasattr(os, "O_TMPFILE") or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode & 0o777)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+def _name(fd: int, directory: str, name: str) -> None:
+    """Give the unnamed file open on ``fd`` its name (linkat following the
+    /proc link: os.link uses linkat only when given a directory fd)."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+    finally:
+        os.close(dfd)
+
+
 class Segment:
     """One segment mapped into this process."""
 
@@ -41,6 +64,18 @@ class Segment:
         whatever the umask.  ``creating``: a topic's metadata segment, whose
         creator holds its create lock until the version is written."""
         path = os.path.join(directory, name)
+        if creating:
+            fd = _unnamed(directory, mode)
+            if fd is not None:  # made whole, locked and sized, then named: no opener sees less
+                try:
+                    check(lib.shmbus_create_begin(fd), f"creating {name!r}")
+                    os.fchmod(fd, mode & 0o777)
+                    os.posix_fallocate(fd, 0, size)
+                    _name(fd, directory, name)  # FileExistsError if the name is taken
+                    return cls(directory, name, fd, size)
+                except BaseException:
+                    os.close(fd)
+                    raise
         fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode & 0o777)
         try:
             if creating:
