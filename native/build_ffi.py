@@ -6,7 +6,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["shmbus_segment.c", "shmbus_ring.c", "shmbus_producer.c", "shmbus_consumer.c", "shmbus_group.c",
-           "shmbus_pending.c", "shmbus_recover.c", "shmbus_checksum.c",
+           "shmbus_pending.c", "shmbus_recover.c", "shmbus_checksum.c", "shmbus_dedup.c",
            "shmbus_spill.c", "shmbus_sweep.c", "shmbus_snapshot.c",
            "shmbus_wait.c", "shmbus_liveness.c", "shmbus_fault.c"]
 

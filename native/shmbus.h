@@ -23,12 +23,13 @@ enum shmbus_result {
     SHMBUS_EBUSY = -13,      /* the group table stayed locked past the wait */
     SHMBUS_EMEMBERS = -14,   /* the group has live members */
     SHMBUS_SPILLED = -15,    /* on_full=spill: the record went to the spill file */
-    SHMBUS_ESYNC = -16       /* published, but the sync the topic's fsync asks for failed
+    SHMBUS_ESYNC = -16,      /* published, but the sync the topic's fsync asks for failed
                               * (errno says why; shmbus_producer_unsynced what was published) */
+    SHMBUS_DUPLICATE = -17   /* the msg_id was sent within the dedup window: not published */
 };
 
 enum shmbus_limits {
-    SHMBUS_LAYOUT_VERSION = 4,
+    SHMBUS_LAYOUT_VERSION = 5,
     SHMBUS_MAX_NAME = 100,
     SHMBUS_MAX_KEY_SIZE = 1024,
     SHMBUS_MAX_HEADERS_SIZE = 16384,
@@ -38,7 +39,8 @@ enum shmbus_limits {
     SHMBUS_MAX_GROUPS = 64,
     SHMBUS_MAX_DELIVERIES = 4095, /* a delivery count has 12 bits */
     SHMBUS_MAX_DELAY_S = 31536000, /* ack timeouts and nack delays: a year at most */
-    SHMBUS_MAX_PATH = 1024 /* bytes of a spill directory's path, its final 0 included */
+    SHMBUS_MAX_PATH = 1024, /* bytes of a spill directory's path, its final 0 included */
+    SHMBUS_MAX_DEDUP_CAPACITY = 16777216 /* msg_ids a partition remembers, at most */
 };
 
 enum shmbus_on_full {
@@ -118,6 +120,7 @@ struct shmbus_topic_info {
     uint64_t retention_bytes;
     uint64_t retention_ns;
     uint64_t dedup_window_ns;
+    uint64_t dedup_capacity; /* msg_ids a partition remembers; 0: msg_ids are refused */
     uint32_t mode;
     uint32_t layout_version;
     uint64_t created_ns;
@@ -141,6 +144,8 @@ struct shmbus_partition_stats {
     uint64_t spill_waiting; /* records in the spill file, not yet back in the ring */
     uint64_t spill_bytes;   /* bytes of those */
     uint64_t spill_lost;    /* records the spill file no longer held intact, dropped */
+    uint64_t duplicates;    /* sends whose msg_id was seen within the dedup window */
+    uint64_t dedup_evicted; /* msg_ids forgotten within the window, for want of room */
 };
 
 /* A group as its record says, for callers. */
@@ -182,10 +187,10 @@ uint64_t shmbus_bus_size(void);
 int shmbus_bus_init(void *mem, uint64_t size);
 int shmbus_bus_check(const void *mem, uint64_t size);
 uint64_t shmbus_meta_size(void);
-uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count);
+uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count, uint64_t dedup_capacity);
 int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *config);
 int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t capacity,
-                          uint64_t slot_count);
+                          uint64_t slot_count, uint64_t dedup_capacity);
 int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *out);
 /* Creating a topic: its creator holds a lock byte of the metadata segment from
  * making the file (create_begin, 1 when taken) until the version is written
@@ -262,6 +267,16 @@ int64_t shmbus_send_value(shmbus_producer *producer, uint32_t partition,
 int64_t shmbus_send_batch(shmbus_producer *producer, uint32_t partition,
                           const char *values, const uint64_t *lengths, uint32_t count,
                           const char *key, uint32_t key_len, uint32_t *accepted);
+/* A send with a msg_id (id_len bytes, hashed): the new record's offset; or
+ * SHMBUS_DUPLICATE when the id was sent to this partition within the topic's
+ * dedup window, *first then the offset of the record that carried it (counted,
+ * nothing published); SHMBUS_FULL, SHMBUS_EINVAL (the topic keeps no msg_ids,
+ * or spills) and the rest as shmbus_send. */
+int64_t shmbus_send_once(shmbus_producer *producer, uint32_t partition,
+                         const char *value, uint64_t value_len,
+                         const char *key, uint32_t key_len,
+                         const char *headers, uint32_t headers_len,
+                         const char *id, uint32_t id_len, uint64_t *first);
 int shmbus_wait_space(shmbus_producer *producer, uint32_t partition, uint64_t record_bytes,
                       int64_t timeout_ns, int64_t spin_ns);
 void shmbus_count_drop(shmbus_producer *producer, uint32_t partition, uint64_t count);

@@ -14,7 +14,8 @@ static const char *const POINTS[] = {"",           "after_claim",  "during_copy"
                                      "after_commit", "group_create", "after_take",
                                      "window_read", "spill_write", "spill_move",
                                      "recover",     "send_checked", "inside_ack",
-                                     "rebalance",   "create",       "sweep"};
+                                     "rebalance",   "create",       "sweep",
+                                     "dedup_locked"};
 
 void shmbus_fault_load(void)
 {

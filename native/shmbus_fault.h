@@ -22,6 +22,7 @@ enum shmbus_fault_point {
     SHMBUS_FAULT_REBALANCE,     /* a partition taken by its new owner, the group not yet told */
     SHMBUS_FAULT_CREATE,        /* a topic's metadata filled in, its version not yet written */
     SHMBUS_FAULT_SWEEP,         /* a recovery sweep has recovered something, and goes on */
+    SHMBUS_FAULT_DEDUP_LOCKED,  /* a send with a msg_id holds its bucket's lock, nothing looked up */
 };
 
 extern int shmbus_fault_armed;

@@ -15,6 +15,8 @@ struct shmbus_ring {
     uint64_t data_offset;
     struct shmbus_pending *pending; /* SHMBUS_MAX_GROUPS tables of `window` entries */
     uint64_t window;
+    struct shmbus_dedup_bucket *dedup; /* msg_ids, when the topic keeps them */
+    uint64_t dedup_mask;               /* buckets - 1 */
     int fd;       /* disk topics: the partition's file, for syncs; -1 otherwise */
     int spill_fd; /* on_full=spill: the partition's spill file; -1 otherwise */
 };
@@ -32,6 +34,8 @@ struct shmbus_topic {
     uint32_t fsync;           /* SHMBUS_FSYNC_* (disk topics) */
     int checksums;            /* records carry checksums (disk topics) */
     uint64_t spill_bytes;     /* on_full=spill: the most a spill file holds */
+    int64_t dedup_window_ns;  /* how long a msg_id is remembered */
+    int dedup;                /* the partitions have dedup tables */
     struct shmbus_ring rings[];
 };
 
@@ -164,6 +168,12 @@ int shmbus_bytes_gone(shmbus_topic *t, struct shmbus_ring *r, uint64_t position)
 int shmbus_fill_delivery(struct shmbus_ring *r, uint32_t partition, uint64_t offset,
                          uint32_t count, uint32_t flags, uint64_t *out);
 
+/* Claims one record of `bytes` without waiting: its offset (*position: where
+ * its bytes start), or SHMBUS_FULL.  Commit writes and commits it.  producer.c */
+int64_t shmbus_claim(shmbus_producer *pr, uint32_t partition, uint64_t bytes, uint64_t *position);
+void shmbus_commit(shmbus_producer *pr, uint32_t partition, uint64_t offset, uint64_t position,
+                   int64_t timestamp_ns, const char *value, uint64_t value_len, const char *key,
+                   uint32_t key_len, const char *headers, uint32_t headers_len, uint64_t spill_id);
 /* Claims, writes and commits one record (timestamp given; spill_id: the spill
  * record it comes from, 0 if none) without waiting and without syncing:
  * its offset, or SHMBUS_FULL.  producer.c */
@@ -208,6 +218,11 @@ uint64_t shmbus_pending_count(shmbus_topic *t, uint32_t g, uint32_t partition, u
 /* shmbus_group_stats, adding to held as shmbus_pending_count does. */
 int shmbus_group_read(shmbus_topic *t, uint32_t g, uint32_t partition, struct shmbus_group_stats *out,
                       uint32_t *held);
+
+/* Disk recovery, the tail gone back to `end`: the msg_ids of records at or
+ * past it are forgotten, and bucket locks let go (nobody else is attached).
+ * dedup.c */
+void shmbus_dedup_forget(struct shmbus_ring *r, uint64_t end);
 
 /* Dead producers' claims in [first, end) below the tail become padding; how
  * many this call turned.  sweep.c */

@@ -54,10 +54,8 @@ struct shmbus_topic_config {
     uint32_t mode;
     uint32_t flags; /* SHMBUS_TOPIC_* */
     uint64_t spill_bytes; /* on_full=spill: the most a partition's spill file holds */
-    /* Records a partition holds at most (exact; <= slot_count);
-     * 0 in segments made before it existed, meaning slot_count.  It sits in
-     * what was the padding before the wake line: no offset moved. */
-    uint64_t max_messages;
+    uint64_t max_messages;   /* records a partition holds at most (exact; <= slot_count) */
+    uint64_t dedup_capacity; /* msg_ids a partition remembers (as asked; 0: none) */
 };
 
 /* The bus segment marks that a bus exists; its topics have segments of their own. */
@@ -164,7 +162,8 @@ struct shmbus_partition_counters {
     uint64_t discarded;         /* disk topics: records of an incomplete tail dropped at recovery */
     uint64_t durable;           /* disk topics (fsync batch, always): offsets below were committed
                                  * and synced; recovery calls damage below it corruption */
-    uint64_t reserved[2];
+    uint64_t duplicates;        /* sends whose msg_id was seen within the dedup window */
+    uint64_t dedup_evicted;     /* msg_ids forgotten within the window, for want of room */
 } SHMBUS_ALIGNED;
 
 /* Written by one producer only: what it is about to claim. */
@@ -270,6 +269,27 @@ struct shmbus_spill_record {
     uint64_t id;
 };
 
+/* The dedup table: the msg_ids sent to a partition within the topic's dedup
+ * window, as 64-bit hashes, each with the offset of the record that carried it.
+ * An id lives in the bucket its hash picks; a bucket is changed only under its
+ * lock word (the holder's producer entry + 1), which is held for a look and an
+ * insert, never for a copy, so a holder that dies there is found by its lock
+ * byte and the word is taken over.  Whether an entry's record made it is read
+ * from its slot: committed, padding (its producer died: the id is free again),
+ * or still being written. */
+#define SHMBUS_DEDUP_WAYS 10
+struct shmbus_dedup_entry {
+    uint64_t id;     /* hash of the msg_id, never 0 */
+    uint64_t offset; /* of its record, + 1; 0: an empty entry */
+    int64_t sent_ns; /* CLOCK_REALTIME of the send, for the window */
+};
+
+struct shmbus_dedup_bucket {
+    uint64_t lock;
+    uint64_t reserved;
+    struct shmbus_dedup_entry entries[SHMBUS_DEDUP_WAYS];
+} SHMBUS_ALIGNED;
+
 struct shmbus_partition {
     struct shmbus_segment_header header;
     uint32_t index;
@@ -280,6 +300,8 @@ struct shmbus_partition {
     uint64_t pending_offset; /* SHMBUS_MAX_GROUPS tables of pending_window entries */
     uint64_t pending_window;
     uint64_t data_offset;
+    uint64_t dedup_offset;  /* dedup_buckets buckets of msg_ids */
+    uint64_t dedup_buckets; /* a power of two, or 0: the topic keeps no msg_ids */
     struct shmbus_tail_line tail;
     struct shmbus_head_line head;
     struct shmbus_space_line space;
@@ -308,8 +330,8 @@ _Static_assert(offsetof(struct shmbus_partition, tail) % SHMBUS_CACHE_LINE == 0,
 _Static_assert(offsetof(struct shmbus_partition, head) % SHMBUS_CACHE_LINE == 0, "head alone");
 _Static_assert(offsetof(struct shmbus_partition, groups) % SHMBUS_CACHE_LINE == 0, "groups aligned");
 _Static_assert(offsetof(struct shmbus_meta, wake) % SHMBUS_CACHE_LINE == 0, "wake alone");
-_Static_assert(offsetof(struct shmbus_meta, wake) == 2 * SHMBUS_CACHE_LINE,
-               "config ends in the padding before wake: layout 4's offsets hold");
+_Static_assert(sizeof(struct shmbus_dedup_bucket) == 4 * SHMBUS_CACHE_LINE, "a bucket fills its lines");
+_Static_assert(offsetof(struct shmbus_partition, tail) == 2 * SHMBUS_CACHE_LINE, "header before tail");
 _Static_assert(sizeof(struct shmbus_partition) % SHMBUS_CACHE_LINE == 0, "partition header size");
 _Static_assert(sizeof(struct shmbus_meta) % SHMBUS_CACHE_LINE == 0, "meta size");
 _Static_assert(SHMBUS_MAX_GROUPS <= 64, "group masks are 64 bits");

@@ -300,22 +300,17 @@ int shmbus_producer_sync(shmbus_producer *pr)
     return SHMBUS_OK;
 }
 
-int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t timestamp_ns,
-                           const char *value, uint64_t value_len, const char *key,
-                           uint32_t key_len, const char *headers, uint32_t headers_len,
-                           uint64_t spill_id)
+int64_t shmbus_claim(shmbus_producer *pr, uint32_t partition, uint64_t bytes, uint64_t *position)
 {
     shmbus_topic *t = pr->topic;
     struct shmbus_ring *r = &t->rings[partition];
     struct shmbus_partition *p = r->p;
     struct shmbus_limit *lim = &pr->parts[partition].limit;
-    uint64_t bytes = record_bytes(value_len + key_len + headers_len);
     struct shmbus_point tail, next;
-    uint64_t position;
     for (;;) {
         tail = point_load(&p->tail.tail);
-        position = claim_position(r, tail.position, bytes);
-        next.position = position + bytes;
+        *position = claim_position(r, tail.position, bytes);
+        next.position = *position + bytes;
         next.offset = tail.offset + 1;
         if (!claim_fits(r, tail.position, next.position, next.offset, lim) &&
             !refresh_limit(pr, partition, tail.position, next.position, next.offset))
@@ -328,13 +323,34 @@ int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t time
         cpu_relax();
     }
     FAULT_POINT(SHMBUS_FAULT_AFTER_CLAIM);
-    write_record(r, t->checksums, tail.offset, position, timestamp_ns, value, value_len, key,
-                 key_len, headers, headers_len, spill_id);
+    return (int64_t)tail.offset;
+}
+
+void shmbus_commit(shmbus_producer *pr, uint32_t partition, uint64_t offset, uint64_t position,
+                   int64_t timestamp_ns, const char *value, uint64_t value_len, const char *key,
+                   uint32_t key_len, const char *headers, uint32_t headers_len, uint64_t spill_id)
+{
+    shmbus_topic *t = pr->topic;
+    struct shmbus_ring *r = &t->rings[partition];
+    write_record(r, t->checksums, offset, position, timestamp_ns, value, value_len, key, key_len,
+                 headers, headers_len, spill_id);
     FAULT_POINT(SHMBUS_FAULT_BEFORE_COMMIT);
-    store_seq_cst(&r->slots[tail.offset & r->slot_mask].seq, tail.offset + 1);
+    store_seq_cst(&r->slots[offset & r->slot_mask].seq, offset + 1);
     FAULT_POINT(SHMBUS_FAULT_AFTER_COMMIT);
     wake_if_waiting(t);
-    return (int64_t)tail.offset;
+}
+
+int64_t shmbus_send_record(shmbus_producer *pr, uint32_t partition, int64_t timestamp_ns,
+                           const char *value, uint64_t value_len, const char *key,
+                           uint32_t key_len, const char *headers, uint32_t headers_len,
+                           uint64_t spill_id)
+{
+    uint64_t position;
+    int64_t off = shmbus_claim(pr, partition, record_bytes(value_len + key_len + headers_len), &position);
+    if (off >= 0)
+        shmbus_commit(pr, partition, (uint64_t)off, position, timestamp_ns, value, value_len, key,
+                      key_len, headers, headers_len, spill_id);
+    return off;
 }
 
 /* on_full=spill: while the spill holds records, a send goes through it (the

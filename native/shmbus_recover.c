@@ -112,6 +112,7 @@ int64_t shmbus_recover(shmbus_topic *t, uint32_t partition, uint64_t *bad_offset
         for (uint64_t off = good_end; off < tail.offset; off++)
             r->slots[off & r->slot_mask].seq = 0; /* not this offset's record: unwritten */
         groups_back_to(r, good_end, good_pos);
+        shmbus_dedup_forget(r, good_end);
         p->counters.discarded += discarded;
     }
     /* only the tail's bytes go back: those of padding before it were never a record */

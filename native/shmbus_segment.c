@@ -36,12 +36,26 @@ static uint64_t pending_bytes(uint64_t slot_count)
     return (uint64_t)SHMBUS_MAX_GROUPS * pending_window(slot_count) * sizeof(struct shmbus_pending);
 }
 
-uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count)
+/* Buckets enough for dedup_capacity ids, a power of two (0: no table). */
+static uint64_t dedup_buckets(uint64_t dedup_capacity)
 {
-    if (!geometry_ok(capacity, slot_count))
+    uint64_t want = (dedup_capacity + SHMBUS_DEDUP_WAYS - 1) / SHMBUS_DEDUP_WAYS, n = 1;
+    if (dedup_capacity == 0)
+        return 0;
+    while (n < want)
+        n <<= 1;
+    return n;
+}
+
+static int dedup_ok(uint64_t dedup_capacity) { return dedup_capacity <= SHMBUS_MAX_DEDUP_CAPACITY; }
+
+uint64_t shmbus_partition_size(uint64_t capacity, uint64_t slot_count, uint64_t dedup_capacity)
+{
+    if (!geometry_ok(capacity, slot_count) || !dedup_ok(dedup_capacity))
         return 0;
     return align_line(sizeof(struct shmbus_partition)) + slot_count * sizeof(struct shmbus_slot) +
-           pending_bytes(slot_count) + capacity;
+           pending_bytes(slot_count) + dedup_buckets(dedup_capacity) * sizeof(struct shmbus_dedup_bucket) +
+           capacity;
 }
 
 static void header_init(struct shmbus_segment_header *h, uint64_t magic, uint32_t kind,
@@ -61,7 +75,8 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     struct shmbus_meta *m = mem;
     if (size < sizeof *m || c->partitions == 0 || c->partitions > SHMBUS_MAX_PARTITIONS ||
         !geometry_ok(c->capacity, c->slot_count) || c->max_message_size == 0 ||
-        c->max_message_size > c->capacity || c->max_messages > c->slot_count)
+        c->max_message_size > c->capacity || c->max_messages > c->slot_count ||
+        !dedup_ok(c->dedup_capacity))
         return SHMBUS_EINVAL;
     header_init(&m->header, SHMBUS_MAGIC_META, SHMBUS_KIND_META, size);
     m->config.partitions = c->partitions;
@@ -70,11 +85,12 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
     m->config.fsync = c->fsync;
     m->config.capacity = c->capacity;
     m->config.slot_count = c->slot_count;
-    m->config.max_messages = c->max_messages; /* 0: slot_count, as shmbus_meta_read says */
+    m->config.max_messages = c->max_messages ? c->max_messages : c->slot_count;
     m->config.max_message_size = c->max_message_size;
     m->config.retention_bytes = c->retention_bytes;
     m->config.retention_ns = c->retention_ns;
     m->config.dedup_window_ns = c->dedup_window_ns;
+    m->config.dedup_capacity = c->dedup_capacity;
     m->config.mode = c->mode;
     m->config.flags = c->flags;
     m->config.spill_bytes = c->spill_bytes;
@@ -87,10 +103,10 @@ int shmbus_meta_init(void *mem, uint64_t size, const struct shmbus_topic_info *c
 }
 
 int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t capacity,
-                          uint64_t slot_count)
+                          uint64_t slot_count, uint64_t dedup_capacity)
 {
     struct shmbus_partition *p = mem;
-    uint64_t need = shmbus_partition_size(capacity, slot_count);
+    uint64_t need = shmbus_partition_size(capacity, slot_count, dedup_capacity);
     if (need == 0 || size < need)
         return SHMBUS_EINVAL;
     header_init(&p->header, SHMBUS_MAGIC_PARTITION, SHMBUS_KIND_PARTITION, size);
@@ -100,7 +116,9 @@ int shmbus_partition_init(void *mem, uint64_t size, uint32_t index, uint64_t cap
     p->slots_offset = align_line(sizeof(struct shmbus_partition));
     p->pending_offset = p->slots_offset + slot_count * sizeof(struct shmbus_slot);
     p->pending_window = pending_window(slot_count);
-    p->data_offset = p->pending_offset + pending_bytes(slot_count);
+    p->dedup_offset = p->pending_offset + pending_bytes(slot_count);
+    p->dedup_buckets = dedup_buckets(dedup_capacity);
+    p->data_offset = p->dedup_offset + p->dedup_buckets * sizeof(struct shmbus_dedup_bucket);
     for (uint32_t i = 0; i < SHMBUS_MAX_PRODUCERS; i++)
         p->producers[i].intent = SHMBUS_NO_INTENT;
     store_release(&p->header.layout_version, (uint32_t)SHMBUS_LAYOUT_VERSION);
@@ -166,7 +184,8 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     const struct shmbus_topic_config *c = &m->config;
     if (c->partitions == 0 || c->partitions > SHMBUS_MAX_PARTITIONS ||
         !geometry_ok(c->capacity, c->slot_count) || c->max_message_size == 0 ||
-        c->max_message_size > c->capacity || c->max_messages > c->slot_count ||
+        c->max_message_size > c->capacity || c->max_messages == 0 ||
+        c->max_messages > c->slot_count || !dedup_ok(c->dedup_capacity) ||
         c->on_full > SHMBUS_ON_FULL_ERROR ||
         c->retention > SHMBUS_RETENTION_LOG || c->fsync > SHMBUS_FSYNC_ALWAYS ||
         (c->flags & ~(uint32_t)SHMBUS_TOPIC_CHECKSUMS))
@@ -181,11 +200,12 @@ int shmbus_meta_read(const void *mem, uint64_t size, struct shmbus_topic_info *o
     out->fsync = c->fsync;
     out->capacity = c->capacity;
     out->slot_count = c->slot_count;
-    out->max_messages = c->max_messages ? c->max_messages : c->slot_count;
+    out->max_messages = c->max_messages;
     out->max_message_size = c->max_message_size;
     out->retention_bytes = c->retention_bytes;
     out->retention_ns = c->retention_ns;
     out->dedup_window_ns = c->dedup_window_ns;
+    out->dedup_capacity = c->dedup_capacity;
     out->mode = c->mode;
     out->flags = c->flags;
     out->spill_bytes = c->spill_bytes;
@@ -205,11 +225,13 @@ static int partition_check(struct shmbus_partition *p, uint64_t size, uint32_t i
     if (r != SHMBUS_OK)
         return r;
     if (p->index != index || p->capacity != c->capacity || p->slot_count != c->slot_count ||
-        size != shmbus_partition_size(c->capacity, c->slot_count) ||
+        size != shmbus_partition_size(c->capacity, c->slot_count, c->dedup_capacity) ||
         p->slots_offset != align_line(sizeof *p) ||
         p->pending_offset != p->slots_offset + p->slot_count * sizeof(struct shmbus_slot) ||
         p->pending_window != pending_window(p->slot_count) ||
-        p->data_offset != p->pending_offset + pending_bytes(p->slot_count))
+        p->dedup_offset != p->pending_offset + pending_bytes(p->slot_count) ||
+        p->dedup_buckets != dedup_buckets(c->dedup_capacity) ||
+        p->data_offset != p->dedup_offset + p->dedup_buckets * sizeof(struct shmbus_dedup_bucket))
         return SHMBUS_ECORRUPT;
     return SHMBUS_OK;
 }
@@ -249,6 +271,8 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
     t->fsync = info.fsync;
     t->checksums = (info.flags & SHMBUS_TOPIC_CHECKSUMS) != 0;
     t->spill_bytes = info.spill_bytes;
+    t->dedup_window_ns = (int64_t)info.dedup_window_ns;
+    t->dedup = info.dedup_capacity > 0;
     for (uint32_t i = 0; i < count; i++) {
         struct shmbus_partition *p = partitions[i];
         struct shmbus_ring *r = &t->rings[i];
@@ -262,6 +286,8 @@ shmbus_topic *shmbus_topic_attach(void *meta, uint64_t meta_size, int meta_fd,
         r->data_offset = p->data_offset;
         r->pending = (struct shmbus_pending *)((unsigned char *)p + p->pending_offset);
         r->window = p->pending_window;
+        r->dedup = (struct shmbus_dedup_bucket *)((unsigned char *)p + p->dedup_offset);
+        r->dedup_mask = p->dedup_buckets - 1; /* unused when there are none */
         r->fd = -1;
         r->spill_fd = -1;
     }
@@ -292,6 +318,8 @@ int shmbus_partition_stats(shmbus_topic *t, uint32_t partition, struct shmbus_pa
     out->spill_waiting = in.offset - out_.offset;
     out->spill_bytes = in.position - out_.position;
     out->spill_lost = load_relaxed(&p->spill.lost);
+    out->duplicates = load_relaxed(&p->counters.duplicates);
+    out->dedup_evicted = load_relaxed(&p->counters.dedup_evicted);
     return SHMBUS_OK;
 }
 

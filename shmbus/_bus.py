@@ -110,13 +110,22 @@ class Bus:
                      retention_seconds: Optional[float] = _UNSET, fsync: str = _UNSET,
                      dedup_window: float = _UNSET, spill_dir: Optional[str] = _UNSET,
                      spill_bytes: int = _UNSET, mode: int = _UNSET,
-                     max_messages: Optional[int] = _UNSET, exist_ok: bool = False) -> None:
+                     max_messages: Optional[int] = _UNSET, dedup_capacity: int = _UNSET,
+                     exist_ok: bool = False) -> None:
         """Create a topic.  Defaults: partitions=1, capacity=64 MiB of data per
         partition (rounded up to a power of two), max_message_size=1 MiB,
         on_full="block", retention="consumed", mode=0o600, max_messages (records a
         partition holds at most, exact: a send beyond it waits or is refused as
         ``on_full`` says, as when the bytes run out) = capacity / 256, rounded up to
         a power of two.
+
+        Sends with a ``msg_id`` are deduplicated per partition: an id is
+        remembered for ``dedup_window`` seconds (default 600), in a table of
+        ``dedup_capacity`` ids per partition (default 16384, 32 bytes each,
+        rounded up to buckets of ten); a new id that finds its bucket full
+        pushes out the bucket's oldest id (counted as ``dedup_evicted``), so
+        size the table for the ids one window brings.  ``dedup_capacity=0``
+        keeps no table, and sends with a ``msg_id`` are refused.
 
         Raises TopicExistsError if it exists, unless ``exist_ok``: then the options
         this call gives explicitly must match the existing topic's
@@ -128,6 +137,7 @@ class Bus:
             on_full=on_full, retention=retention, retention_bytes=retention_bytes,
             retention_seconds=retention_seconds, fsync=fsync, dedup_window=dedup_window,
             spill_dir=spill_dir, spill_bytes=spill_bytes, mode=mode, max_messages=max_messages,
+            dedup_capacity=dedup_capacity,
         ).items() if v is not _UNSET}
         c = topic_config(given)
         spill_dir = _spill.directory(c["spill_dir"]) if c["on_full"] == "spill" else ""
@@ -152,9 +162,11 @@ class Bus:
             for i in range(c["partitions"]):
                 seg = _segment.Segment.create(
                     self._dir, _names.partition_segment(self.name, name, i),
-                    lib.shmbus_partition_size(c["capacity"], c["slot_count"]), c["mode"])
+                    lib.shmbus_partition_size(c["capacity"], c["slot_count"], c["dedup_capacity"]),
+                    c["mode"])
                 try:
-                    check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["slot_count"]))
+                    check(lib.shmbus_partition_init(seg.ptr, seg.size, i, c["capacity"], c["slot_count"],
+                                                    c["dedup_capacity"]))
                     if self.path is not None:
                         os.fsync(seg.fd)
                 finally:
@@ -166,7 +178,8 @@ class Bus:
                 max_message_size=c["max_message_size"],
                 retention_bytes=c["retention_bytes"] or 0,
                 retention_ns=int((c["retention_seconds"] or 0) * 1e9),
-                dedup_window_ns=int(c["dedup_window"] * 1e9), mode=c["mode"],
+                dedup_window_ns=int(c["dedup_window"] * 1e9), dedup_capacity=c["dedup_capacity"],
+                mode=c["mode"],
                 flags=0 if self.path is None else lib.SHMBUS_TOPIC_CHECKSUMS,
                 spill_bytes=c["spill_bytes"] or 0, spill_dir=os.fsencode(spill_dir)))
             check(lib.shmbus_meta_init(meta.ptr, meta.size, info))  # the topic is ready from here
@@ -216,6 +229,7 @@ class Bus:
             "retention_bytes": i["retention_bytes"] or None,
             "retention_seconds": i["retention_ns"] / 1e9 or None,
             "fsync": name_of(FSYNC, i["fsync"]), "dedup_window": i["dedup_window_ns"] / 1e9,
+            "dedup_capacity": i["dedup_capacity"],
             "spill_dir": i["spill_dir"] or None,
             "spill_bytes": i["spill_bytes"] if i["on_full"] == lib.SHMBUS_ON_FULL_SPILL else None,
             "mode": i["mode"], "layout_version": i["layout_version"], "created_ns": i["created_ns"],
@@ -229,7 +243,8 @@ class Bus:
              "partitions": [{"partition", "published", "oldest", "bytes",
                              "bytes_in_use", "fill", "dropped_full", "dropped_oldest",
                              "recovered_claims", "blocked_sends", "discarded", "spilled",
-                             "spill_waiting", "spill_bytes", "spill_lost"}, ...],
+                             "spill_waiting", "spill_bytes", "spill_lost", "duplicates",
+                             "dedup_evicted"}, ...],
              "groups": [{"name", "entry", "private", "tethered", "ack", "ordering",
                          "live_members", "members": [member, ...], "lag", "delivered",
                          "acked", "redelivered", "dead_lettered", "lost", "pending",

@@ -49,6 +49,7 @@ TOPIC_DEFAULTS: Dict[str, Any] = {
     "retention_seconds": None,
     "fsync": "never",
     "dedup_window": 600.0,
+    "dedup_capacity": 16384,
     "spill_dir": None,
     "spill_bytes": 2**30,
     "mode": 0o600,
@@ -111,6 +112,7 @@ def topic_config(given: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"mode {c['mode']:#o} lets every user write the topic; share it with "
                           "a group instead (0o660)")
     seconds(c["dedup_window"], "dedup_window", allow_none=False)
+    integer(c["dedup_capacity"], "dedup_capacity", 0, lib.SHMBUS_MAX_DEDUP_CAPACITY)
     for k in ("retention_bytes", "spill_bytes"):
         if c[k] is not None:
             integer(c[k], k, 0)

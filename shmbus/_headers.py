@@ -10,6 +10,7 @@ from ._errors import CorruptSegmentError
 HeaderValue = Union[str, bytes]
 _ENTRY = struct.Struct("<HBI")
 ARRAY = "shmbus.array"  # dtype and shape of a send_array value
+MSG_ID = "shmbus.msg_id"  # a send's msg_id, as given (str or bytes)
 
 
 def encode(headers: Mapping[str, HeaderValue]) -> bytes:

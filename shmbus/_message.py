@@ -1,5 +1,5 @@
 """Message (what a consumer receives) and Offset (what a send returns)."""
-from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, Union
 
 from . import _array, _headers
 from ._errors import MessageReleasedError
@@ -77,8 +77,11 @@ class Message(MessageBase):
         return self._f[self._i + _COUNT]
 
     @property
-    def msg_id(self) -> Optional[bytes]:
-        return None
+    def msg_id(self) -> Union[str, bytes, None]:
+        """As given to ``send`` (str or bytes), or None."""
+        if not self._f[self._i + _HLEN]:
+            return None
+        return self._raw_headers().get(_headers.MSG_ID)
 
     @property
     def lost_before(self) -> int:
@@ -127,6 +130,7 @@ class Message(MessageBase):
     def headers(self) -> Dict[str, Any]:
         h = self._raw_headers()
         h.pop(_headers.ARRAY, None)
+        h.pop(_headers.MSG_ID, None)
         return h
 
     def _raw_headers(self) -> Dict[str, Any]:

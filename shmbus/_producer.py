@@ -77,7 +77,8 @@ class Producer(Handle):
     """
 
     # _single lives in the C base (_fast.Core), where send() reads it
-    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_next", "_accepted", "_waiting", "_closing")
+    __slots__ = ("on_full", "timeout", "_max", "_partitions", "_next", "_accepted", "_first",
+                 "_dedup", "_waiting", "_closing")
 
     def __init__(self, topic: TopicMap, on_full: Optional[str], timeout: Optional[float]):
         self._waiting = 0  # room waits of send_async in worker threads
@@ -98,6 +99,8 @@ class Producer(Handle):
         self._single = topic.partitions == 1
         self._next = 0
         self._accepted = ffi.new("uint32_t *")
+        self._first = ffi.new("uint64_t *")
+        self._dedup = topic.info["dedup_capacity"] > 0
         self._attach(topic, lib.shmbus_producer_open, "producer")
 
     # -- sending -------------------------------------------------------------------
@@ -112,7 +115,12 @@ class Producer(Handle):
         when ``on_full="drop_newest"`` refused it.  ``value`` is bytes or any
         buffer; ``key`` (bytes or str) picks the partition by a stable hash unless
         ``partition`` is given; ``headers`` is a small dict of str to str or
-        bytes.  (Its shortest path is in C: ``_fast.c``.)"""
+        bytes.  With a ``msg_id`` (str or bytes), a message whose id was sent to
+        its partition within the topic's ``dedup_window`` is not published
+        again: the :class:`Offset` of the first is returned, and the duplicate
+        counted.  A keyless message with an id goes to the partition its id
+        picks, so that a resend meets the first.  (Its shortest path is in C:
+        ``_fast.c``.)"""
         h = self._h
         if h is None or self._closing:
             raise self._closed()
@@ -127,10 +135,12 @@ class Producer(Handle):
         else:
             k = key_bytes(key)
             klen = len(k)
-        if headers is None and msg_id is None:
+        if msg_id is not None:
+            return self._send_once(value, n, k, klen, headers, partition, msg_id, timeout)
+        if headers is None:
             hb, hlen = NULL, 0
         else:
-            hb = self._encode_headers(headers, msg_id)
+            hb = _headers.encode(headers)
             hlen = len(hb)
         if partition is None:
             if self._partitions == 1:
@@ -252,10 +262,43 @@ class Producer(Handle):
             mv = memoryview(mv.tobytes())
         return ffi.from_buffer(mv), mv.nbytes
 
-    def _encode_headers(self, headers: Optional[Mapping[str, Any]], msg_id: Any) -> bytes:
-        if msg_id is not None:
-            raise NotImplementedError("msg_id (deduplication) is not implemented yet")
-        return _headers.encode(headers or {})
+    def _send_once(self, value: Any, n: int, k: Any, klen: int, headers: Optional[Mapping[str, Any]],
+                   partition: Optional[int], msg_id: Any, timeout: Optional[float]) -> Optional[Offset]:
+        """send with a msg_id: ``shmbus_send_once`` looks the id up in the
+        partition's dedup table and publishes only a new one."""
+        if isinstance(msg_id, str):
+            raw_id = msg_id.encode()
+        elif isinstance(msg_id, (bytes, bytearray, memoryview)):
+            raw_id = msg_id = bytes(msg_id)
+        else:
+            raise TypeError(f"msg_id must be str or bytes, not {type(msg_id).__name__}")
+        if self.on_full == "spill":
+            raise ConfigError(f"topic {self.topic!r} spills (on_full='spill'): its sends take no "
+                              "msg_id")
+        if not self._dedup:
+            raise ConfigError(f"topic {self.topic!r} has dedup_capacity=0: it keeps no msg_ids")
+        hb = _headers.encode({**(headers or {}), _headers.MSG_ID: msg_id})
+        if partition is None:
+            by = raw_id if k is NULL else k
+            partition = lib.shmbus_partition_for_key(by, len(by), self._partitions)
+        else:
+            self._check_partition(partition)
+        deadline = None
+        while True:
+            r = lib.shmbus_send_once(self._h, partition, value, n, k, klen, hb, len(hb), raw_id,
+                                     len(raw_id), self._first)
+            if r >= 0:
+                return Offset(partition, r)
+            if r == lib.SHMBUS_DUPLICATE:
+                return Offset(partition, self._first[0])
+            if r != _FULL:
+                raise self._error(r, partition, n, klen, len(hb))
+            if self.on_full == "drop_newest":
+                lib.shmbus_count_drop(self._h, partition, 1)
+                return None
+            if deadline is None:
+                deadline = self._deadline(partition, timeout)
+            self._wait_for_room(partition, n + klen + len(hb), deadline)
 
     def _check_partition(self, partition: Any) -> None:
         if isinstance(partition, bool) or not isinstance(partition, int):

@@ -10,7 +10,8 @@ from ._errors import CorruptSegmentError
 from ._native import ffi, lib
 
 PARTITION_COUNTERS = ("dropped_full", "dropped_oldest", "recovered_claims", "blocked_sends",
-                      "discarded", "spilled", "spill_waiting", "spill_bytes", "spill_lost")
+                      "discarded", "spilled", "spill_waiting", "spill_bytes", "spill_lost",
+                      "duplicates", "dedup_evicted")
 GROUP_COUNTERS = ("delivered", "acked", "redelivered", "dead_lettered", "lost", "pending",
                   "recovered_deliveries", "recovered_owners")
 

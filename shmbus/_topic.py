@@ -132,7 +132,8 @@ class TopicMap:
             self.partitions = self.info["partitions"]
             # the first process to open a disk topic recovers it, alone
             first = disk and check(lib.shmbus_open_exclusive(meta.fd), f"topic {topic!r}") == 1
-            need = lib.shmbus_partition_size(self.info["capacity"], self.info["slot_count"])
+            need = lib.shmbus_partition_size(self.info["capacity"], self.info["slot_count"],
+                                             self.info["dedup_capacity"])
             for i in range(self.partitions):
                 name = _names.partition_segment(bus, topic, i)
                 if first:

@@ -2,6 +2,8 @@
  * shared memory with a producer and a consumer, and a filler of known bytes. */
 #ifndef SHMBUS_TEST_FIXTURE_H
 #define SHMBUS_TEST_FIXTURE_H
+/* msg_ids each test partition remembers */
+#define FIXTURE_DEDUP 64
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
@@ -63,13 +65,14 @@ static int setup_with(struct fixture *f, uint64_t capacity, uint64_t slots, int6
     f->consumer_fd = open(f->path, O_RDWR);
     unlink(f->path);
     f->meta_size = shmbus_meta_size();
-    f->part_size = shmbus_partition_size(capacity, slots);
+    f->part_size = shmbus_partition_size(capacity, slots, FIXTURE_DEDUP);
     f->meta = shared(f->meta_size);
     f->part = shared(f->part_size);
     struct shmbus_topic_info info = {.partitions = 1, .capacity = capacity, .slot_count = slots,
                                      .max_message_size = capacity, .flags = flags,
-                                     .fsync = fsync};
-    if (shmbus_partition_init(f->part, f->part_size, 0, capacity, slots) ||
+                                     .fsync = fsync, .dedup_capacity = FIXTURE_DEDUP,
+                                     .dedup_window_ns = 600000000000ULL};
+    if (shmbus_partition_init(f->part, f->part_size, 0, capacity, slots, FIXTURE_DEDUP) ||
         shmbus_meta_init(f->meta, f->meta_size, &info))
         return -1;
     int err;

@@ -41,6 +41,8 @@ int main(void)
     F(shmbus_topic_config, mode);
     F(shmbus_topic_config, flags);
     F(shmbus_topic_config, spill_bytes);
+    F(shmbus_topic_config, max_messages);
+    F(shmbus_topic_config, dedup_capacity);
 
     S(shmbus_meta);
     F(shmbus_meta, header);
@@ -93,6 +95,8 @@ int main(void)
     F(shmbus_partition, pending_offset);
     F(shmbus_partition, pending_window);
     F(shmbus_partition, data_offset);
+    F(shmbus_partition, dedup_offset);
+    F(shmbus_partition, dedup_buckets);
     F(shmbus_partition, tail);
     F(shmbus_partition, head);
     F(shmbus_partition, space);
@@ -109,9 +113,19 @@ int main(void)
     F(shmbus_partition_counters, dropped_full);
     F(shmbus_partition_counters, recovered_claims);
     F(shmbus_partition_counters, durable);
+    F(shmbus_partition_counters, duplicates);
+    F(shmbus_partition_counters, dedup_evicted);
     F(shmbus_spill_line, in);
     F(shmbus_spill_line, out);
     F(shmbus_spill_line, moving);
+
+    S(shmbus_dedup_bucket);
+    F(shmbus_dedup_bucket, lock);
+    F(shmbus_dedup_bucket, entries);
+    S(shmbus_dedup_entry);
+    F(shmbus_dedup_entry, id);
+    F(shmbus_dedup_entry, offset);
+    F(shmbus_dedup_entry, sent_ns);
 
     S(shmbus_producer_line);
     F(shmbus_producer_line, intent);
