@@ -42,7 +42,7 @@ class Deduplicator:
         self.topic = _names.check_name(name, "deduplicator") + SUFFIX
         _names.check_name(self.topic, "topic")
         bus.create_topic(self.topic, retention="log", retention_seconds=self.window,
-                         on_full="drop_oldest", capacity=capacity, exist_ok=True)
+                         on_full="drop_oldest", capacity=capacity, dedup_capacity=0, exist_ok=True)
         self._producer = bus.producer(self.topic)
         self._reader = bus.consumer(self.topic, start="earliest", tethered=False)
         self._seen: Dict[bytes, int] = {}  # id -> when it was marked (ns), oldest first

@@ -105,7 +105,7 @@ class Queue:
         bus = Bus(self._name)
         limit = self._maxsize or max(16, max_size_bytes // BYTES_PER_ITEM)
         bus.create_topic(TOPIC, capacity=max_size_bytes, max_message_size=max_size_bytes,
-                         max_messages=limit, on_full="block")
+                         max_messages=limit, on_full="block", dedup_capacity=0)
         self._attach(bus)
         self._consumer_now()  # the group exists from the start: qsize() counts every put
 

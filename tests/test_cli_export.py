@@ -194,6 +194,11 @@ def test_metrics_of_a_live_bus(bus, bus_name, procs, spawn):
         m = scrape(port, exporter)
         assert sum(pick(m, "shmbus_messages_published_total", **bt).values()) == PUBLISHED + 100
         assert sum(pick(m, "shmbus_group_lag", **g).values()) == PUBLISHED + 100 - TAKEN
+        with bus.producer(TOPIC) as p:
+            assert p.send(b"once", msg_id="x") == p.send(b"twice", msg_id="x")
+        m = scrape(port, exporter)
+        assert sum(pick(m, "shmbus_duplicates_total", **bt).values()) == 1
+        assert sum(pick(m, "shmbus_dedup_evicted_total", **bt).values()) == 0
     finally:
         done.set()
         out, err = stop(exporter)

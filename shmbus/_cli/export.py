@@ -43,6 +43,8 @@ Per partition (``{bus,topic,partition}``):
   shmbus_messages_spilled_total          messages written to the spill file
   shmbus_messages_discarded_total        records dropped by disk recovery
   shmbus_recovered_claims_total          claims of dead producers recovered
+  shmbus_duplicates_total                sends not published: their msg_id was seen
+  shmbus_dedup_evicted_total             msg_ids forgotten within the window (table full)
   shmbus_partition_fill_ratio            share of the capacity in use (data or index)
   shmbus_partition_bytes_in_use          bytes held for some group
   shmbus_partition_oldest_offset         first offset still held
@@ -176,6 +178,10 @@ def _topic(m: "_Families", bus: str, topic: str, t: Dict[str, Any]) -> None:
         m.counter("messages_discarded", "Records dropped by disk recovery.", P, lp, p["discarded"])
         m.counter("recovered_claims", "Claims of dead producers recovered.", P, lp,
                   p["recovered_claims"])
+        m.counter("duplicates", "Sends not published: their msg_id was seen within the dedup "
+                  "window.", P, lp, p["duplicates"])
+        m.counter("dedup_evicted", "Msg_ids forgotten within the dedup window for want of room.",
+                  P, lp, p["dedup_evicted"])
         m.gauge("partition_fill_ratio", "Share of the partition's capacity in use "
                 "(data bytes or record index, the fuller).", P, lp, p["fill"])
         m.gauge("partition_bytes_in_use", "Bytes of the partition held for some group.", P, lp,
