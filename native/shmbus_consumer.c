@@ -493,6 +493,24 @@ int shmbus_poll_wait(shmbus_consumer *c, uint64_t *out, uint32_t max, int64_t ti
     }
 }
 
+/* The bytes are copied before the ack: until then the group holds them. */
+int shmbus_take_copy(shmbus_consumer *c, uint64_t *d, char *buf, uint64_t cap, int64_t timeout_ns,
+                     int64_t spin_ns)
+{
+    if (!c->manual)
+        return SHMBUS_EINVAL;
+    int n = shmbus_poll_wait(c, d, 1, timeout_ns, spin_ns);
+    if (n <= 0)
+        return n;
+    uint64_t len = d[SHMBUS_D_VALUE_LEN] + d[SHMBUS_D_KEY_LEN];
+    if (len > cap || (d[SHMBUS_D_FLAGS] & (SHMBUS_DF_DEAD_LETTER | SHMBUS_DF_UNKEPT)))
+        return SHMBUS_ETOOLARGE;
+    const struct shmbus_ring *r = &c->topic->rings[d[SHMBUS_D_PARTITION]];
+    memcpy(buf, (const unsigned char *)r->p + d[SHMBUS_D_VALUE_AT], len);
+    int a = shmbus_ack(c, (uint32_t)d[SHMBUS_D_PARTITION], d[SHMBUS_D_OFFSET]);
+    return a < 0 ? a : 1;
+}
+
 int shmbus_still_there(shmbus_consumer *c, uint32_t partition, uint64_t position, uint64_t length)
 {
     if (partition >= c->topic->count)

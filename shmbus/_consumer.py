@@ -2,7 +2,7 @@
 import array
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,6 +26,11 @@ _DEAD = lib.SHMBUS_DF_DEAD_LETTER
 _poll_wait = lib.shmbus_poll_wait
 _ack = lib.shmbus_ack
 _INTERRUPTED = lib.SHMBUS_INTERRUPTED
+_VLEN = lib.SHMBUS_D_VALUE_LEN
+_KLEN = lib.SHMBUS_D_KEY_LEN
+_take_copy = lib.shmbus_take_copy
+_LONG_WAY = lib.SHMBUS_ETOOLARGE
+_COPY_ROOM = 4096  # bytes a one-call get copies into; a bigger record goes the long way
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
@@ -92,7 +97,7 @@ class Consumer(Handle):
 
     # _flat, _i, _n and _held live in the C base (_fast.Core), where poll() reads them
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
-                 "_drainer", "_ordering", "_gens", "_columns")
+                 "_drainer", "_ordering", "_gens", "_columns", "_copy", "_copy_view")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -129,6 +134,8 @@ class Consumer(Handle):
         self._dead = DeadLetters(dead_letter, group, open_producer)
         self._spills = topic.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL
         self._drainer: Optional[Producer] = None
+        self._copy: Any = None  # _take_copied's buffer, made on first use
+        self._copy_view: Any = None
         options = ffi.new("struct shmbus_group_options *")
         name = ffi.new("char[]", group.encode()) if group else ffi.NULL
         options.name = name
@@ -244,6 +251,77 @@ class Consumer(Handle):
         self._i = self._n = _FIELDS
         self._held = 0
         return _message(self, flat, 0)
+
+    def _take_copied(self, timeout: Optional[float]) -> Optional[Tuple[Any, int]]:
+        """Manual acks, a queue's get: the next message copied out and
+        acknowledged, with one call into the core when it has at most
+        _COPY_ROOM bytes.  Returns (value followed by key, key length), the
+        bytes a view of a buffer the next call reuses; None when nothing came
+        within ``timeout`` or the consumer was closed meanwhile."""
+        copy = self._copy
+        if copy is None or self._i < self._n or self._spills or self._closing:
+            return self._take_copied_waiting(timeout, 0)
+        self._busy = True  # what is there now: no wait
+        r = _take_copy(self._h, self._out, copy, _COPY_ROOM, 0, 0)
+        self._busy = False
+        if self._closing:  # by another thread, during the call: left to us
+            self._release()
+        if r == 1:
+            f = self._fields
+            return self._copy_view[:f[_VLEN] + f[_KLEN]], f[_KLEN]
+        if r == 0 and timeout == 0:
+            return None
+        return self._take_copied_waiting(timeout, r)
+
+    def _take_copied_waiting(self, timeout: Optional[float], r: int) -> Optional[Tuple[Any, int]]:
+        """_take_copied after a first call returned ``r`` (0: nothing yet):
+        waiting up to ``timeout`` seconds, and every other case."""
+        if self._copy is None:
+            self._copy = ffi.new("char[]", _COPY_ROOM)
+            self._copy_view = memoryview(ffi.buffer(self._copy))
+        deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
+        while True:
+            f = self._fields
+            if r == 1:
+                return self._copy_view[:f[_VLEN] + f[_KLEN]], f[_KLEN]
+            if r == _LONG_WAY:  # taken, not acknowledged
+                flat = f[:_FIELDS].tolist()
+                if flat[_FLAGS] & _DEAD:
+                    self._pass_dead_letters(flat)
+                    r = 0
+                    continue
+                self._flat = _fields_of(flat, self._gens)
+                self._i = self._n = _FIELDS
+                self._held = 0
+                return self._copied(_message(self, self._flat, 0))
+            if r < 0 and r != _INTERRUPTED:
+                raise error(r, f"poll of {self.topic!r}")
+            if self._i < self._n or self._spills:  # fetched before, or a spill to move: as poll does
+                return self._copied(self.poll(timeout))
+            self._busy = True
+            try:
+                if self._closing:
+                    self._closed_result()
+                    return None
+                left = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
+                wait = 0 if timeout == 0 or left <= 0 else int(left * 1e9)
+                r = _take_copy(self._h, self._out, self._copy, _COPY_ROOM, wait, self._spin if wait else 0)
+            finally:
+                self._busy = False
+                if self._closing:
+                    self._release()
+            if r == 0 and (self._closing or timeout == 0 or
+                           (deadline is not None and time.monotonic() >= deadline)):
+                return None
+
+    def _copied(self, m: Optional[Message]) -> Optional[Tuple[Any, int]]:
+        """_take_copied's long way: a message taken by poll, copied and acked."""
+        if m is None:
+            return None
+        key = m.key or b""
+        data = m.value + key
+        self.ack(m)
+        return data, len(key)
 
     def _fetch(self, max_messages: int, timeout: Optional[float]) -> int:
         """One call into the core for up to ``max_messages`` deliveries (waiting up

@@ -178,14 +178,17 @@ class Queue:
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Remove and return an item; waits up to ``timeout`` (``block=False``:
         not at all), then raises ``queue.Empty``."""
-        wait = _timeout(block, timeout)
-        c = self._consumer_now()
-        m = c.poll(wait)
-        if m is None:
+        c = self._consumer
+        if c is None or self._pid != _pid or self._closed:
+            c = self._consumer_now()
+        got = c._take_copied(None if block and timeout is None else _timeout(block, timeout))
+        if got is None:
             raise queue.Empty
-        obj = self._load(m)
-        c.ack(m)
-        return obj
+        data, klen = got
+        if not klen:
+            return pickle.loads(data)
+        split = len(data) - klen  # value (the out-of-band buffer), then key (the pickle)
+        return pickle.loads(data[split:], buffers=[bytearray(data[:split])])
 
     def get_nowait(self) -> Any:
         return self.get(False)
