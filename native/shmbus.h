@@ -313,14 +313,15 @@ int shmbus_wait(shmbus_consumer *consumer, int64_t timeout_ns, int64_t spin_ns);
  * and poll again: one call for the whole of a waiting poll. */
 int shmbus_poll_wait(shmbus_consumer *consumer, uint64_t *deliveries, uint32_t max,
                      int64_t timeout_ns, int64_t spin_ns);
-/* Manual acks, a queue's get in one call: poll_wait for one delivery, copy
- * its value and key (contiguous) into buf, and acknowledge it.  Returns 1 with
- * the delivery's fields in *delivery, 0 or <0 as poll_wait; SHMBUS_ETOOLARGE
- * when the record has more than cap bytes, is a dead letter to pass on, or may
- * be overwritten (SHMBUS_DF_UNKEPT): the delivery is taken and not
- * acknowledged, and *delivery says which it is. */
-int shmbus_take_copy(shmbus_consumer *consumer, uint64_t *delivery, char *buf, uint64_t cap,
-                     int64_t timeout_ns, int64_t spin_ns);
+/* Manual acks, a queue's get in one call: poll_wait for up to max deliveries
+ * (fields in delivery), copy the values and keys of the first ones into buf,
+ * back to back (each value then its key), while they fit in cap bytes, and
+ * acknowledge those.  Returns how many were taken (0 or <0 as poll_wait), and
+ * *copied how many of them were copied and acknowledged; the rest (a record
+ * that did not fit, a dead letter to pass on, one the ring may overwrite:
+ * SHMBUS_DF_UNKEPT, and those after it) are taken and not acknowledged. */
+int shmbus_take_copy(shmbus_consumer *consumer, uint64_t *delivery, uint32_t max, char *buf,
+                     uint64_t cap, int64_t timeout_ns, int64_t spin_ns, uint32_t *copied);
 int shmbus_still_there(shmbus_consumer *consumer, uint32_t partition, uint64_t position,
                        uint64_t length);
 uint64_t shmbus_lag(shmbus_consumer *consumer);

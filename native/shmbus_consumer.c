@@ -494,21 +494,41 @@ int shmbus_poll_wait(shmbus_consumer *c, uint64_t *out, uint32_t max, int64_t ti
 }
 
 /* The bytes are copied before the ack: until then the group holds them. */
-int shmbus_take_copy(shmbus_consumer *c, uint64_t *d, char *buf, uint64_t cap, int64_t timeout_ns,
-                     int64_t spin_ns)
+int shmbus_take_copy(shmbus_consumer *c, uint64_t *d, uint32_t max, char *buf, uint64_t cap,
+                     int64_t timeout_ns, int64_t spin_ns, uint32_t *copied)
 {
-    if (!c->manual)
+    *copied = 0;
+    if (!c->manual || max == 0)
         return SHMBUS_EINVAL;
-    int n = shmbus_poll_wait(c, d, 1, timeout_ns, spin_ns);
+    int n = shmbus_poll_wait(c, d, max, timeout_ns, spin_ns);
     if (n <= 0)
         return n;
-    uint64_t len = d[SHMBUS_D_VALUE_LEN] + d[SHMBUS_D_KEY_LEN];
-    if (len > cap || (d[SHMBUS_D_FLAGS] & (SHMBUS_DF_DEAD_LETTER | SHMBUS_DF_UNKEPT)))
-        return SHMBUS_ETOOLARGE;
-    const struct shmbus_ring *r = &c->topic->rings[d[SHMBUS_D_PARTITION]];
-    memcpy(buf, (const unsigned char *)r->p + d[SHMBUS_D_VALUE_AT], len);
-    int a = shmbus_ack(c, (uint32_t)d[SHMBUS_D_PARTITION], d[SHMBUS_D_OFFSET]);
-    return a < 0 ? a : 1;
+    uint64_t at = 0, pairs[2 * 64];
+    uint32_t k = 0, batched = 0;
+    for (; k < (uint32_t)n; k++) {
+        const uint64_t *e = d + (uint64_t)k * SHMBUS_DELIVERY_FIELDS;
+        uint64_t len = e[SHMBUS_D_VALUE_LEN] + e[SHMBUS_D_KEY_LEN];
+        if (len > cap - at || (e[SHMBUS_D_FLAGS] & (SHMBUS_DF_DEAD_LETTER | SHMBUS_DF_UNKEPT)))
+            break;
+        const struct shmbus_ring *r = &c->topic->rings[e[SHMBUS_D_PARTITION]];
+        memcpy(buf + at, (const unsigned char *)r->p + e[SHMBUS_D_VALUE_AT], len);
+        at += len;
+        pairs[2 * batched] = e[SHMBUS_D_PARTITION];
+        pairs[2 * batched + 1] = e[SHMBUS_D_OFFSET];
+        if (++batched == 64) {
+            int a = shmbus_ack_batch(c, pairs, batched);
+            if (a < 0)
+                return a;
+            batched = 0;
+        }
+    }
+    if (batched) {
+        int a = shmbus_ack_batch(c, pairs, batched);
+        if (a < 0)
+            return a;
+    }
+    *copied = k;
+    return n;
 }
 
 int shmbus_still_there(shmbus_consumer *c, uint32_t partition, uint64_t position, uint64_t length)

@@ -31,6 +31,7 @@ _KLEN = lib.SHMBUS_D_KEY_LEN
 _take_copy = lib.shmbus_take_copy
 _LONG_WAY = lib.SHMBUS_ETOOLARGE
 _COPY_ROOM = 4096  # bytes a one-call get copies into; a bigger record goes the long way
+_MANY_ROOM = 2**20  # the same for a batch
 _WAIT_SLICE = 0.25  # seconds per C wait, so that Ctrl-C and close() are seen
 _SLICE_NS = int(_WAIT_SLICE * 1e9)
 SPIN = 50e-6  # seconds a waiting poll spins before it sleeps on the futex
@@ -97,7 +98,8 @@ class Consumer(Handle):
 
     # _flat, _i, _n and _held live in the C base (_fast.Core), where poll() reads them
     __slots__ = ("group", "_busy", "_closing", "_maps", "_views", "_out", "_fields", "_spin", "_manual", "_pairs", "_dead", "_unread", "_spills",
-                 "_drainer", "_ordering", "_gens", "_columns", "_copy", "_copy_view")
+                 "_drainer", "_ordering", "_gens", "_columns", "_copy", "_copy_out", "_copy_fields",
+                 "_copied_n", "_many")
 
     def __init__(self, topic: TopicMap, group: Optional[str], ack: str, ordering: str, start: str,
                  ack_timeout: float, max_deliveries: Optional[int], dead_letter: Optional[str],
@@ -134,8 +136,11 @@ class Consumer(Handle):
         self._dead = DeadLetters(dead_letter, group, open_producer)
         self._spills = topic.info["on_full"] == lib.SHMBUS_ON_FULL_SPILL
         self._drainer: Optional[Producer] = None
-        self._copy: Any = None  # _take_copied's buffer, made on first use
-        self._copy_view: Any = None
+        self._copy: Any = None  # _take_copied's buffer and delivery fields, made on first use
+        self._copy_out: Any = None
+        self._copy_fields: Any = None
+        self._copied_n = ffi.new("uint32_t *")
+        self._many: Any = None  # _take_copied_many's buffer, made on first use
         options = ffi.new("struct shmbus_group_options *")
         name = ffi.new("char[]", group.encode()) if group else ffi.NULL
         options.name = name
@@ -252,70 +257,115 @@ class Consumer(Handle):
         self._held = 0
         return _message(self, flat, 0)
 
-    def _take_copied(self, timeout: Optional[float]) -> Optional[Tuple[Any, int]]:
+    def _take_copied(self, timeout: Optional[float]) -> Optional[Tuple[bytes, int]]:
         """Manual acks, a queue's get: the next message copied out and
-        acknowledged, with one call into the core when it has at most
-        _COPY_ROOM bytes.  Returns (value followed by key, key length), the
-        bytes a view of a buffer the next call reuses; None when nothing came
+        acknowledged, with one call into the core (``_take_now``, in
+        ``_fast.c``) when it is there and has at most _COPY_ROOM bytes.
+        Returns (value followed by key, key length); None when nothing came
         within ``timeout`` or the consumer was closed meanwhile."""
-        copy = self._copy
-        if copy is None or self._i < self._n or self._spills or self._closing:
+        if self._copy is None or self._i < self._n or self._spills or self._closing:
             return self._take_copied_waiting(timeout, 0)
-        self._busy = True  # what is there now: no wait
-        r = _take_copy(self._h, self._out, copy, _COPY_ROOM, 0, 0)
-        self._busy = False
-        if self._closing:  # by another thread, during the call: left to us
-            self._release()
-        if r == 1:
-            f = self._fields
-            return self._copy_view[:f[_VLEN] + f[_KLEN]], f[_KLEN]
+        r = self._take_now()  # holds the GIL: no close() can come in between
+        if r.__class__ is bytes:
+            return r, self._copy_fields[_KLEN]
         if r == 0 and timeout == 0:
             return None
         return self._take_copied_waiting(timeout, r)
 
-    def _take_copied_waiting(self, timeout: Optional[float], r: int) -> Optional[Tuple[Any, int]]:
-        """_take_copied after a first call returned ``r`` (0: nothing yet):
-        waiting up to ``timeout`` seconds, and every other case."""
+    def _take_copied_waiting(self, timeout: Optional[float], r: int) -> Optional[Tuple[bytes, int]]:
+        """_take_copied after a first call returned ``r`` (0: nothing yet; 1:
+        one taken, not copied): waiting up to ``timeout`` seconds, and every
+        other case."""
         if self._copy is None:
             self._copy = ffi.new("char[]", _COPY_ROOM)
-            self._copy_view = memoryview(ffi.buffer(self._copy))
-        deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
+            self._copy_out = ffi.new("uint64_t[]", _FIELDS)
+            self._copy_fields = memoryview(ffi.buffer(self._copy_out)).cast("Q")
+            self._set_take(int(ffi.cast("uintptr_t", self._copy_out)),
+                           int(ffi.cast("uintptr_t", self._copy)), _COPY_ROOM)
+        copied = 0  # of what _take_now took: nothing, or it would have returned it
         while True:
-            f = self._fields
-            if r == 1:
-                return self._copy_view[:f[_VLEN] + f[_KLEN]], f[_KLEN]
-            if r == _LONG_WAY:  # taken, not acknowledged
-                flat = f[:_FIELDS].tolist()
-                if flat[_FLAGS] & _DEAD:
-                    self._pass_dead_letters(flat)
-                    r = 0
-                    continue
-                self._flat = _fields_of(flat, self._gens)
-                self._i = self._n = _FIELDS
-                self._held = 0
-                return self._copied(_message(self, self._flat, 0))
-            if r < 0 and r != _INTERRUPTED:
+            if r < 0:
                 raise error(r, f"poll of {self.topic!r}")
+            if r:
+                got = self._finish_taken(self._copy_fields, r, copied, self._copy)
+                if got:
+                    return got[0]  # else a dead letter, passed on: look again
             if self._i < self._n or self._spills:  # fetched before, or a spill to move: as poll does
                 return self._copied(self.poll(timeout))
+            r = self._take_call(self._copy_out, 1, self._copy, _COPY_ROOM, timeout)
+            if r == 0:
+                return None
+            copied = self._copied_n[0]
+
+    def _take_copied_many(self, max_messages: int, timeout: Optional[float]) -> List[Tuple[Any, int]]:
+        """_take_copied for up to ``max_messages`` (waiting up to ``timeout``
+        for the first), with one call into the core for as many as fit in
+        _MANY_ROOM bytes: a list of (value followed by key, key length)."""
+        if self._many is None:
+            self._many = ffi.new("char[]", _MANY_ROOM)
+        while True:
+            if self._i < self._n or self._spills:
+                m = self.poll(timeout)
+                return [] if m is None else [self._copied(m)]
+            self._make_room(max_messages)
+            n = self._take_call(self._out, max_messages, self._many, _MANY_ROOM, timeout)
+            if n == 0:
+                return []
+            got = self._finish_taken(self._fields, n, self._copied_n[0], self._many)
+            if got:
+                return got
+
+    def _take_call(self, out: Any, max_messages: int, buf: Any, cap: int,
+                   timeout: Optional[float]) -> int:
+        """shmbus_take_copy in slices of _WAIT_SLICE (close() and Ctrl-C are
+        seen): how many were taken, 0 when none came within ``timeout`` or the
+        consumer was closed."""
+        deadline = None if not timeout else time.monotonic() + seconds(timeout, "timeout")
+        while True:
             self._busy = True
             try:
                 if self._closing:
-                    self._closed_result()
-                    return None
+                    return self._closed_result()
                 left = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
                 wait = 0 if timeout == 0 or left <= 0 else int(left * 1e9)
-                r = _take_copy(self._h, self._out, self._copy, _COPY_ROOM, wait, self._spin if wait else 0)
+                n = _take_copy(self._h, out, max_messages, buf, cap, wait, self._spin if wait else 0,
+                               self._copied_n)
             finally:
                 self._busy = False
                 if self._closing:
                     self._release()
-            if r == 0 and (self._closing or timeout == 0 or
-                           (deadline is not None and time.monotonic() >= deadline)):
-                return None
+            if n < 0 and n != _INTERRUPTED:
+                raise error(n, f"poll of {self.topic!r}")
+            if n > 0 or self._closing or timeout == 0 or (
+                    deadline is not None and time.monotonic() >= deadline):
+                return max(n, 0)
 
-    def _copied(self, m: Optional[Message]) -> Optional[Tuple[Any, int]]:
-        """_take_copied's long way: a message taken by poll, copied and acked."""
+    def _finish_taken(self, f: Any, n: int, copied: int, buf: Any) -> List[Tuple[Any, int]]:
+        """The ``n`` deliveries ``take_copy`` left in ``f``: the first ``copied``
+        are in ``buf``, the rest taken and not acknowledged (copied and acked
+        here, the long way; dead letters passed on)."""
+        got: List[Tuple[Any, int]] = []
+        if copied:
+            whole = memoryview(bytes(ffi.buffer(buf, sum(f[j + _VLEN] + f[j + _KLEN] for j in
+                                                        range(0, copied * _FIELDS, _FIELDS)))))
+            at = 0
+            for j in range(0, copied * _FIELDS, _FIELDS):
+                end = at + f[j + _VLEN] + f[j + _KLEN]
+                got.append((whole[at:end], f[j + _KLEN]))
+                at = end
+        if copied < n:
+            rest = f[copied * _FIELDS:n * _FIELDS].tolist()
+            if any(rest[j + _FLAGS] & _DEAD for j in range(0, len(rest), _FIELDS)):
+                rest = self._pass_dead_letters(rest)
+            flat = self._flat = _fields_of(rest, self._gens)
+            self._i = self._n = len(rest)
+            self._held = 0
+            for j in range(0, len(rest), _FIELDS):
+                got.append(self._copied(_message(self, flat, j)))
+        return got
+
+    def _copied(self, m: Optional[Message]) -> Optional[Tuple[bytes, int]]:
+        """The long way of _take_copied: a message taken by poll, copied and acked."""
         if m is None:
             return None
         key = m.key or b""

@@ -1,6 +1,7 @@
 /* The Python API's shortest paths, in C: Producer.send of one bytes value to a
- * one-partition topic, Consumer.poll of a delivery fetched before, and
- * Message.value of a message still held.  Each does what the Python method
+ * one-partition topic, Consumer.poll of a delivery fetched before,
+ * Message.value of a message still held, and the two halves of shmbus.Queue
+ * (a send that does not wait, a take-copy-ack of what is there now).  Each does what the Python method
  * does on that path and hands every other case to the Python method named
  * *_general, so the rules live in one place.  The C core is reached through a
  * function pointer taken from the cffi module (one copy of the core per
@@ -11,11 +12,14 @@
 #include <stdint.h>
 
 typedef int64_t (*send_value_fn)(void *producer, uint32_t partition, const char *value, uint64_t len);
+typedef int (*take_copy_fn)(void *consumer, uint64_t *delivery, uint32_t max, char *buf,
+                            uint64_t cap, int64_t timeout_ns, int64_t spin_ns, uint32_t *copied);
 
 static send_value_fn send_value;
+static take_copy_fn take_copy;
 static PyTypeObject *offset_type;  /* shmbus.Offset, a tuple subclass */
 static PyTypeObject *message_type; /* shmbus.Message, a subclass of MessageBase */
-static Py_ssize_t FIELDS, D_PARTITION, D_AT, D_VLEN, D_FLAGS;
+static Py_ssize_t FIELDS, D_PARTITION, D_AT, D_VLEN, D_KLEN, D_FLAGS;
 static PyObject *str_send_general, *str_poll_general, *str_value_general;
 
 typedef struct {
@@ -27,6 +31,9 @@ typedef struct {
     Py_ssize_t held;    /* consumer: first delivery handed out since the fetch */
     char **bases;       /* consumer: where each partition is mapped */
     Py_ssize_t nbases;
+    uint64_t *take_out; /* consumer: _take_now's delivery fields and copy buffer (kept alive */
+    char *take_buf;     /* by the Python object), or NULL */
+    Py_ssize_t take_cap;
 } CoreObject;
 
 typedef struct {
@@ -117,6 +124,48 @@ static PyObject *core_poll(CoreObject *self, PyObject *const *args, Py_ssize_t n
     return general((PyObject *)self, str_poll_general, args, nargs, kwnames);
 }
 
+/* Queue.put: one bytes value to a one-partition topic, without waiting: the
+ * offset, or the core's code (nothing published); the caller goes the long way. */
+static PyObject *core_send_now(CoreObject *self, PyObject *value)
+{
+    if (!self->raw || !self->single || send_value == NULL || !PyBytes_CheckExact(value))
+        return PyLong_FromLong(-1000);
+    return PyLong_FromLongLong(send_value((void *)self->raw, 0, PyBytes_AS_STRING(value),
+                                          (uint64_t)PyBytes_GET_SIZE(value)));
+}
+
+/* Queue.get: what is there now, taken, copied out and acknowledged by the core
+ * in one call: the value and key as one bytes; otherwise the core's code (0:
+ * nothing there; 1: taken, not copied: to finish the long way). */
+static PyObject *core_take_now(CoreObject *self, PyObject *unused)
+{
+    if (!self->raw || self->take_out == NULL || take_copy == NULL)
+        return PyLong_FromLong(-1000);
+    uint32_t copied;
+    int r = take_copy((void *)self->raw, self->take_out, 1, self->take_buf, (uint64_t)self->take_cap,
+                      0, 0, &copied);
+    if (r != 1 || copied != 1)
+        return PyLong_FromLong(r);
+    uint64_t len = self->take_out[D_VLEN] + self->take_out[D_KLEN];
+    return PyBytes_FromStringAndSize(self->take_buf, (Py_ssize_t)len);
+}
+
+static PyObject *core_set_take(CoreObject *self, PyObject *args)
+{
+    PyObject *out, *buf;
+    Py_ssize_t cap;
+    if (!PyArg_ParseTuple(args, "OOn", &out, &buf, &cap))
+        return NULL;
+    uint64_t *o = PyLong_AsVoidPtr(out);
+    char *b = PyLong_AsVoidPtr(buf);
+    if (PyErr_Occurred())
+        return NULL;
+    self->take_out = o;
+    self->take_buf = b;
+    self->take_cap = cap;
+    Py_RETURN_NONE;
+}
+
 static PyObject *core_set_bases(CoreObject *self, PyObject *addresses)
 {
     PyObject *seq = PySequence_Fast(addresses, "_set_bases takes a sequence of addresses");
@@ -172,6 +221,12 @@ static PyMethodDef core_methods[] = {
      "poll($self, timeout=None)\n--\n\nConsumer.poll: see _poll_general for what it does."},
     {"_set_bases", (PyCFunction)core_set_bases, METH_O,
      "Where each partition of the consumer's topic is mapped (addresses as ints)."},
+    {"_send_now", (PyCFunction)core_send_now, METH_O,
+     "_send_now(value): Queue.put's send that does not wait (offset, or the core's code)."},
+    {"_take_now", (PyCFunction)core_take_now, METH_NOARGS,
+     "_take_now(): Queue.get's take of what is there now (bytes, or the core's code)."},
+    {"_set_take", (PyCFunction)core_set_take, METH_VARARGS,
+     "_set_take(fields address, buffer address, capacity): where _take_now works."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -272,16 +327,17 @@ static PyObject *fast_message(PyObject *module, PyObject *const *args, Py_ssize_
 
 static PyObject *fast_setup(PyObject *module, PyObject *args)
 {
-    PyObject *message, *offset, *send;
-    if (!PyArg_ParseTuple(args, "O!O!O(nnnnn)", &PyType_Type, &message, &PyType_Type, &offset, &send,
-                          &FIELDS, &D_PARTITION, &D_AT, &D_VLEN, &D_FLAGS))
+    PyObject *message, *offset, *send, *take;
+    if (!PyArg_ParseTuple(args, "O!O!(OO)(nnnnnn)", &PyType_Type, &message, &PyType_Type, &offset,
+                          &send, &take, &FIELDS, &D_PARTITION, &D_AT, &D_VLEN, &D_KLEN, &D_FLAGS))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)message, &MessageBaseType)
         || !PyType_IsSubtype((PyTypeObject *)offset, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "setup(Message, Offset, send_value address, fields)");
+        PyErr_SetString(PyExc_TypeError, "setup(Message, Offset, (send_value, take_copy), fields)");
         return NULL;
     }
     send_value = (send_value_fn)PyLong_AsVoidPtr(send);
+    take_copy = (take_copy_fn)PyLong_AsVoidPtr(take);
     if (PyErr_Occurred())
         return NULL;
     Py_INCREF(message);
@@ -293,7 +349,8 @@ static PyObject *fast_setup(PyObject *module, PyObject *args)
 
 static PyMethodDef fast_functions[] = {
     {"setup", fast_setup, METH_VARARGS,
-     "setup(Message, Offset, send_value_address, (FIELDS, PARTITION, VALUE_AT, VALUE_LEN, FLAGS))"},
+     "setup(Message, Offset, (shmbus_send_value address, shmbus_take_copy address), "
+     "(FIELDS, PARTITION, VALUE_AT, VALUE_LEN, KEY_LEN, FLAGS))"},
     {"message", (PyCFunction)(void (*)(void))fast_message, METH_FASTCALL,
      "message(consumer, fields, index): a new Message."},
     {NULL, NULL, 0, NULL},

@@ -164,5 +164,6 @@ class Message(MessageBase):
                 f"offset={self.offset}, len={self._f[self._i + _VLEN]})")
 
 
-setup(Message, Offset, int(ffi.cast("uintptr_t", ffi.addressof(lib, "shmbus_send_value"))),
-      (lib.SHMBUS_DELIVERY_FIELDS, _PARTITION, _AT, _VLEN, _FLAGS))
+setup(Message, Offset, tuple(int(ffi.cast("uintptr_t", ffi.addressof(lib, f)))
+                             for f in ("shmbus_send_value", "shmbus_take_copy")),
+      (lib.SHMBUS_DELIVERY_FIELDS, _PARTITION, _AT, _VLEN, _KLEN, _FLAGS))

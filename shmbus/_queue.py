@@ -27,12 +27,12 @@ import os
 import pickle
 import queue
 import secrets
-import time
 import weakref
 from typing import Any, Iterable, List, Optional
 
 from . import _names, _reclaim, _segment
 from ._bus import Bus
+from ._consumer import MAX_BATCH
 from ._config import integer
 from ._errors import BusFull, BusNotFoundError, ShmbusError
 from ._native import lib
@@ -71,6 +71,16 @@ def _sweep_abandoned() -> None:
         parsed = _names.parse_segment(seg)
         if parsed is not None and parsed[1] is None:  # a bus's marker
             _remove_if_unused(parsed[0])
+
+
+def _load(data: Any, klen: int) -> Any:
+    """An item from a record's value and key, as put wrote them: a pickle
+    (keyless), or an out-of-band buffer (the value) and its pickle (the key)."""
+    if not klen:
+        return pickle.loads(data)
+    split = len(data) - klen
+    view = memoryview(data)
+    return pickle.loads(view[split:], buffers=[bytearray(view[:split])])
 
 
 @atexit.register
@@ -150,7 +160,8 @@ class Queue:
         stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
         try:
             if not buffers:
-                p.send(stream) if wait is None else p.send(stream, timeout=wait)  # the first: in C
+                if p._send_now(stream) < 0:  # full or refused: send waits, or says why
+                    p.send(stream) if wait is None else p.send(stream, timeout=wait)
             elif len(buffers) == 1 and len(stream) <= lib.SHMBUS_MAX_KEY_SIZE:
                 p.send(buffers[0].raw(), key=stream, timeout=wait)
             else:  # several buffers: one pickle with them in band
@@ -185,10 +196,7 @@ class Queue:
         if got is None:
             raise queue.Empty
         data, klen = got
-        if not klen:
-            return pickle.loads(data)
-        split = len(data) - klen  # value (the out-of-band buffer), then key (the pickle)
-        return pickle.loads(data[split:], buffers=[bytearray(data[:split])])
+        return pickle.loads(data) if not klen else _load(data, klen)
 
     def get_nowait(self) -> Any:
         return self.get(False)
@@ -198,25 +206,14 @@ class Queue:
         """Up to ``max_messages_to_get`` items at once, waiting up to ``timeout``
         for the first; ``queue.Empty`` if none came (faster-fifo's names)."""
         wait = _timeout(block, timeout)
-        c = self._consumer_now()
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            left = 0.25 if deadline is None else max(0.0, deadline - time.monotonic())
-            msgs = c.poll_batch(max_messages_to_get, left)
-            if msgs:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise queue.Empty
-        out = [self._load(m) for m in msgs]
-        c.ack(msgs)
-        return out
-
-    @staticmethod
-    def _load(m: Any) -> Any:
-        stream = m.key
-        if stream is None:
-            return pickle.loads(m.value)
-        return pickle.loads(stream, buffers=[bytearray(m.view())])
+        if isinstance(max_messages_to_get, bool) or not isinstance(max_messages_to_get, int):
+            raise TypeError("max_messages_to_get must be an int")
+        if max_messages_to_get < 1:
+            raise ValueError(f"max_messages_to_get must be >= 1, got {max_messages_to_get}")
+        got = self._consumer_now()._take_copied_many(min(max_messages_to_get, MAX_BATCH), wait)
+        if not got:
+            raise queue.Empty
+        return [_load(data, klen) for data, klen in got]
 
     # -- size --------------------------------------------------------------------
 

@@ -82,3 +82,20 @@ def test_a_forked_child_gets_closed_error_on_the_fast_paths(bus):
     assert os.waitstatus_to_exitcode(status) == 0
     assert p.send(b"y") == (0, 0)               # the parent's producer still works
     p.close()
+
+
+def test_the_one_call_take_passes_dead_letters_on_and_takes_the_next(bus):
+    bus.create_topic("t", capacity=1 << 16)
+    with bus.producer("t") as p:
+        p.send(b"poison")
+        p.send(b"fine")
+    with bus.consumer("t", group="g", ack="manual", ordering="none", max_deliveries=1,
+                      dead_letter="t.dead", start="earliest") as c:
+        m = c.poll(timeout=1)
+        assert m.value == b"poison"
+        c.nack(m)  # its one delivery is used up: the next take passes it on
+        assert c._take_copied(1.0) == (b"fine", 0)
+        assert c._take_copied(0) is None
+        assert c._take_copied_many(10, 0) == []
+    with bus.consumer("t.dead", start="earliest") as d:
+        assert d.poll(timeout=1).value == b"poison"

@@ -108,6 +108,14 @@ def test_objects_round_trip_and_numpy_arrays_come_back_writable():
         q.put_many(range(10))
         assert q.get_many(timeout=1, max_messages_to_get=4) == [0, 1, 2, 3]
         assert q.get_many(timeout=1) == list(range(4, 10))
+        # a batch copies what fits in its buffer; a larger item and those after it
+        # are taken and copied the long way, in order
+        big = np.arange(300_000, dtype=np.int64)  # 2.4 MB
+        for x in ("a", big, "b", b"c" * 5000):
+            q.put(x)
+        got = q.get_many(timeout=1)
+        assert got[0] == "a" and np.array_equal(got[1], big) and got[2:] == ["b", b"c" * 5000]
+        assert q.qsize() == 0
     finally:
         q.close()
 
