@@ -86,14 +86,14 @@ static struct ring make_ring(uint64_t size)
     uint64_t cap = pow2_at_least(depth * size);
     if (cap < 65536)
         cap = 65536;
-    size_t msize = shmbus_meta_size(), psize = shmbus_partition_size(cap, slots);
+    size_t msize = shmbus_meta_size(), psize = shmbus_partition_size(cap, slots, 0);
     struct ring r = {.meta_fd = lock_file()};
     void *meta = shared(msize);
     r.part = shared(psize);
     struct shmbus_topic_info info = {.partitions = 1, .on_full = SHMBUS_ON_FULL_BLOCK,
                                      .capacity = cap, .slot_count = slots,
                                      .max_message_size = size};
-    int err = shmbus_partition_init(r.part, psize, 0, cap, slots);
+    int err = shmbus_partition_init(r.part, psize, 0, cap, slots, 0);
     if (err < 0)
         fail("partition_init", err);
     if ((err = shmbus_meta_init(meta, msize, &info)) < 0)
