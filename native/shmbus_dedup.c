@@ -98,15 +98,19 @@ static void bucket_unlock(struct shmbus_dedup_bucket *b) { store_release(&b->loc
 
 enum entry_state { E_FREE, E_WRITING, E_LIVE };
 
-/* Free: empty, out of the window, or its record is padding.  A record lapped
- * by the ring was committed once (or was padding that nobody read since: then
- * the id is kept for nothing until the window ends). */
-static enum entry_state entry_state(const shmbus_topic *t, const struct shmbus_ring *r,
-                                    const struct shmbus_dedup_entry *e, int64_t now)
+/* Whether an entry can be had without reading its record: empty, or out of the
+ * window. */
+static int entry_spent(const shmbus_topic *t, const struct shmbus_dedup_entry *e, int64_t now)
+{
+    return !load_relaxed(&e->offset) || now - e->sent_ns >= t->dedup_window_ns;
+}
+
+/* An entry within the window, by its record: padding (its producer died) frees
+ * it; a record lapped by the ring was committed once (or was padding that
+ * nobody read since: then the id is kept for nothing until the window ends). */
+static enum entry_state entry_state(const struct shmbus_ring *r, const struct shmbus_dedup_entry *e)
 {
     uint64_t off1 = load_relaxed(&e->offset);
-    if (!off1 || now - e->sent_ns >= t->dedup_window_ns)
-        return E_FREE;
     uint64_t seq = load_acquire(&r->slots[(off1 - 1) & r->slot_mask].seq);
     if (seq == (off1 | SHMBUS_SEQ_PADDING))
         return E_FREE;
@@ -161,21 +165,27 @@ int64_t shmbus_send_once(shmbus_producer *pr, uint32_t partition, const char *va
     uint64_t h = id_hash(id, id_len);
     struct shmbus_dedup_bucket *b = &r->dedup[h & r->dedup_mask];
     uint64_t bytes = record_bytes(value_len + key_len + headers_len);
+    for (uint32_t line = 1; line < sizeof *b / SHMBUS_CACHE_LINE; line++)
+        __builtin_prefetch((const char *)b + line * SHMBUS_CACHE_LINE); /* the lock takes line 0 */
     for (;;) {
         bucket_lock(pr, b);
         FAULT_POINT(SHMBUS_FAULT_DEDUP_LOCKED);
         int64_t now = shmbus_now_realtime();
+        /* Only the entry of this id, and a victim pushed out, have their record
+         * read: a look at a bucket touches no other line of the ring. */
         struct shmbus_dedup_entry *found = NULL, *free_ = NULL, *oldest = NULL;
         enum entry_state found_state = E_FREE;
         for (uint32_t w = 0; w < SHMBUS_DEDUP_WAYS; w++) {
             struct shmbus_dedup_entry *e = &b->entries[w];
-            enum entry_state st = entry_state(t, r, e, now);
-            if (st == E_FREE) {
+            if (entry_spent(t, e, now)) {
                 free_ = free_ ? free_ : e;
             } else if (e->id == h) {
-                found = e;
-                found_state = st;
-                break;
+                found_state = entry_state(r, e);
+                if (found_state != E_FREE) {
+                    found = e;
+                    break;
+                }
+                free_ = e;
             } else if (!oldest || e->sent_ns < oldest->sent_ns) {
                 oldest = e;
             }
@@ -195,7 +205,7 @@ int64_t shmbus_send_once(shmbus_producer *pr, uint32_t partition, const char *va
             bucket_unlock(b);
             return off;
         }
-        if (!free_)
+        if (!free_ && entry_state(r, oldest) != E_FREE)
             fetch_add(&r->p->counters.dedup_evicted, 1);
         enter(free_ ? free_ : oldest, h, (uint64_t)off, now);
         bucket_unlock(b);

@@ -3,7 +3,8 @@
 Each entry: u16 name length, u8 kind (0 str, 1 bytes), u32 value length, the name
 (UTF-8), the value.  Names beginning with ``shmbus.`` are reserved for the bus."""
 import struct
-from typing import Dict, Mapping, Union
+from collections.abc import Mapping
+from typing import Dict, Union
 
 from ._errors import CorruptSegmentError
 
@@ -11,10 +12,11 @@ HeaderValue = Union[str, bytes]
 _ENTRY = struct.Struct("<HBI")
 ARRAY = "shmbus.array"  # dtype and shape of a send_array value
 MSG_ID = "shmbus.msg_id"  # a send's msg_id, as given (str or bytes)
+_MSG_ID_NAME = MSG_ID.encode()
 
 
-def encode(headers: Mapping[str, HeaderValue]) -> bytes:
-    if not isinstance(headers, Mapping):
+def encode(headers: "Mapping[str, HeaderValue]") -> bytes:
+    if type(headers) is not dict and not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
     out = bytearray()
     for name, value in headers.items():
@@ -33,6 +35,12 @@ def encode(headers: Mapping[str, HeaderValue]) -> bytes:
         out += raw_name
         out += raw
     return bytes(out)
+
+
+def msg_id_entry(msg_id: Union[str, bytes]) -> bytes:
+    """The entry of a send's msg_id (str or bytes, its kind kept), encoded."""
+    kind, raw = (0, msg_id.encode()) if type(msg_id) is str else (1, msg_id)
+    return _ENTRY.pack(len(_MSG_ID_NAME), kind, len(raw)) + _MSG_ID_NAME + raw
 
 
 def decode(raw: bytes) -> Dict[str, HeaderValue]:

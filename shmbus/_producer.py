@@ -100,7 +100,8 @@ class Producer(Handle):
         self._next = 0
         self._accepted = ffi.new("uint32_t *")
         self._first = ffi.new("uint64_t *")
-        self._dedup = topic.info["dedup_capacity"] > 0
+        # sends with a msg_id: the topic keeps a table of them, and does not spill
+        self._dedup = topic.info["dedup_capacity"] > 0 and topic.info["on_full"] != lib.SHMBUS_ON_FULL_SPILL
         self._attach(topic, lib.shmbus_producer_open, "producer")
 
     # -- sending -------------------------------------------------------------------
@@ -266,18 +267,20 @@ class Producer(Handle):
                    partition: Optional[int], msg_id: Any, timeout: Optional[float]) -> Optional[Offset]:
         """send with a msg_id: ``shmbus_send_once`` looks the id up in the
         partition's dedup table and publishes only a new one."""
-        if isinstance(msg_id, str):
+        if type(msg_id) is str:
             raw_id = msg_id.encode()
         elif isinstance(msg_id, (bytes, bytearray, memoryview)):
             raw_id = msg_id = bytes(msg_id)
         else:
             raise TypeError(f"msg_id must be str or bytes, not {type(msg_id).__name__}")
-        if self.on_full == "spill":
-            raise ConfigError(f"topic {self.topic!r} spills (on_full='spill'): its sends take no "
-                              "msg_id")
         if not self._dedup:
+            if self.on_full == "spill":
+                raise ConfigError(f"topic {self.topic!r} spills (on_full='spill'): its sends take "
+                                  "no msg_id")
             raise ConfigError(f"topic {self.topic!r} has dedup_capacity=0: it keeps no msg_ids")
-        hb = _headers.encode({**(headers or {}), _headers.MSG_ID: msg_id})
+        hb = _headers.msg_id_entry(msg_id)
+        if headers:
+            hb = _headers.encode(headers) + hb
         if partition is None:
             by = raw_id if k is NULL else k
             partition = lib.shmbus_partition_for_key(by, len(by), self._partitions)
