@@ -12,6 +12,7 @@ from ._queue import Queue
 from ._worker import Worker
 from ._dedup import Deduplicator
 from ._handling import Subscription
+from ._tasks import TaskFailedError, TaskNotFoundError, TaskQueue, TaskStatus, report_progress
 from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
                      RateLimitError, RetryPolicy, Retrying, TransientError)
 
@@ -25,6 +26,7 @@ __all__ = [
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
     "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
-    "Deduplicator", "Queue",
+    "Deduplicator", "Queue", "TaskQueue", "TaskStatus", "TaskFailedError", "TaskNotFoundError",
+    "report_progress",
     "__version__",
 ]

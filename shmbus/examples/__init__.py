@@ -1,0 +1,1 @@
+"""Runnable examples of the processing patterns, each ``python -m shmbus.examples.NAME``."""
