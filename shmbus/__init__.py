@@ -12,6 +12,8 @@ from ._queue import Queue
 from ._worker import Worker
 from ._dedup import Deduplicator
 from ._handling import Subscription
+from ._batch import Batcher
+from ._windows import WindowedStream, WindowResult, Windows
 from ._tasks import TaskFailedError, TaskNotFoundError, TaskQueue, TaskStatus, report_progress
 from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
                      RateLimitError, RetryPolicy, Retrying, TransientError)
@@ -26,7 +28,7 @@ __all__ = [
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
     "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
-    "Deduplicator", "Queue", "TaskQueue", "TaskStatus", "TaskFailedError", "TaskNotFoundError",
+    "Deduplicator", "Queue", "Batcher", "Windows", "WindowResult", "WindowedStream", "TaskQueue", "TaskStatus", "TaskFailedError", "TaskNotFoundError",
     "report_progress",
     "__version__",
 ]
