@@ -13,6 +13,7 @@ from ._worker import Worker
 from ._dedup import Deduplicator
 from ._handling import Subscription
 from ._batch import Batcher
+from ._events import EventsLostError, EventStore, Projection, VersionConflictError
 from ._windows import WindowedStream, WindowResult, Windows
 from ._tasks import TaskFailedError, TaskNotFoundError, TaskQueue, TaskStatus, report_progress
 from ._retry import (ErrorClassifier, ExponentialBackoff, FixedInterval, LinearBackoff, PermanentError,
@@ -28,7 +29,8 @@ __all__ = [
     "BusNotFoundError",
     "RetryPolicy", "ExponentialBackoff", "FixedInterval", "LinearBackoff", "ErrorClassifier", "Retrying",
     "TransientError", "PermanentError", "RateLimitError", "Subscription", "Worker",
-    "Deduplicator", "Queue", "Batcher", "Windows", "WindowResult", "WindowedStream", "TaskQueue", "TaskStatus", "TaskFailedError", "TaskNotFoundError",
+    "Deduplicator", "Queue", "Batcher", "EventStore", "Projection", "VersionConflictError",
+    "EventsLostError", "Windows", "WindowResult", "WindowedStream", "TaskQueue", "TaskStatus", "TaskFailedError", "TaskNotFoundError",
     "report_progress",
     "__version__",
 ]

@@ -4,7 +4,7 @@ import asyncio
 import os
 import threading
 import time
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 
 from . import _array, _headers
 from ._config import ON_FULL, ON_FULL_READY, choice, seconds
@@ -122,22 +122,9 @@ class Producer(Handle):
         counted.  A keyless message with an id goes to the partition its id
         picks, so that a resend meets the first.  (Its shortest path is in C:
         ``_fast.c``.)"""
-        h = self._h
-        if h is None or self._closing:
-            raise self._closed()
-        if timeout and timeout < 0:
-            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
-        if type(value) is bytes:
-            n = len(value)
-        else:
-            value, n = self._buffer(value)
-        if key is None:
-            k, klen = NULL, 0
-        else:
-            k = key_bytes(key)
-            klen = len(k)
+        h, value, n, k, klen = self._prepare(value, key, timeout)
         if msg_id is not None:
-            return self._send_once(value, n, k, klen, headers, partition, msg_id, timeout)
+            return self._send_once(value, n, k, klen, headers, partition, msg_id, timeout)[0]
         if headers is None:
             hb, hlen = NULL, 0
         else:
@@ -159,6 +146,35 @@ class Producer(Handle):
         if r == _FULL:  # no lambda here: it would make cells of these locals on every call
             return self._full(timeout, (partition, value, n, k, klen, hb, hlen))
         raise self._error(r, partition, n, klen, hlen)
+
+    def send_once(self, value: Any, msg_id: Union[str, bytes], key: Key = None,
+                  headers: Optional[Mapping[str, Any]] = None, partition: Optional[int] = None,
+                  timeout: Optional[float] = None) -> Tuple[Optional[Offset], bool]:
+        """``send`` with a ``msg_id``, telling whether this call published it:
+        ``(offset, True)`` for an id new within the dedup window, ``(offset of
+        the first, False)`` for a duplicate, ``(None, False)`` when
+        ``on_full="drop_newest"`` refused it.  (An event store's optimistic
+        concurrency rests on it: two appends of one version, one wins.)"""
+        if msg_id is None:
+            raise TypeError("send_once needs a msg_id (str or bytes)")
+        _, value, n, k, klen = self._prepare(value, key, timeout)
+        return self._send_once(value, n, k, klen, headers, partition, msg_id, timeout)
+
+    def _prepare(self, value: Any, key: Key, timeout: Optional[float]) -> Tuple[Any, Any, int, Any, int]:
+        """(handle, value, its length, key, its length) for the core, checked."""
+        h = self._h
+        if h is None or self._closing:
+            raise self._closed()
+        if timeout and timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
+        if type(value) is bytes:
+            n = len(value)
+        else:
+            value, n = self._buffer(value)
+        if key is None:
+            return h, value, n, NULL, 0
+        k = key_bytes(key)
+        return h, value, n, k, len(k)
 
     def send_many(self, values: Iterable[Any], key: Key = None,
                   partition: Optional[int] = None, timeout: Optional[float] = None) -> int:
@@ -264,9 +280,11 @@ class Producer(Handle):
         return ffi.from_buffer(mv), mv.nbytes
 
     def _send_once(self, value: Any, n: int, k: Any, klen: int, headers: Optional[Mapping[str, Any]],
-                   partition: Optional[int], msg_id: Any, timeout: Optional[float]) -> Optional[Offset]:
+                   partition: Optional[int], msg_id: Any,
+                   timeout: Optional[float]) -> Tuple[Optional[Offset], bool]:
         """send with a msg_id: ``shmbus_send_once`` looks the id up in the
-        partition's dedup table and publishes only a new one."""
+        partition's dedup table and publishes only a new one; (offset, whether
+        this call published it)."""
         if type(msg_id) is str:
             raw_id = msg_id.encode()
         elif isinstance(msg_id, (bytes, bytearray, memoryview)):
@@ -291,14 +309,14 @@ class Producer(Handle):
             r = lib.shmbus_send_once(self._h, partition, value, n, k, klen, hb, len(hb), raw_id,
                                      len(raw_id), self._first)
             if r >= 0:
-                return Offset(partition, r)
+                return Offset(partition, r), True
             if r == lib.SHMBUS_DUPLICATE:
-                return Offset(partition, self._first[0])
+                return Offset(partition, self._first[0]), False
             if r != _FULL:
                 raise self._error(r, partition, n, klen, len(hb))
             if self.on_full == "drop_newest":
                 lib.shmbus_count_drop(self._h, partition, 1)
-                return None
+                return None, False
             if deadline is None:
                 deadline = self._deadline(partition, timeout)
             self._wait_for_room(partition, n + klen + len(hb), deadline)

@@ -160,3 +160,13 @@ def test_a_disk_bus_keeps_its_ids_across_a_restart(tmp_path, bus_name):
         with b.producer("t") as p:
             assert p.send(b"2", msg_id="x") == first
         b.unlink()
+
+
+def test_send_once_tells_whether_it_published(bus):
+    bus.create_topic("t", capacity=1 << 16)
+    with bus.producer("t") as p:
+        assert p.send_once(b"1", "x") == ((0, 0), True)
+        assert p.send_once(b"2", "x") == ((0, 0), False)
+        assert p.send_once(b"3", b"y", key="k", headers={"h": "v"}) == ((0, 1), True)
+        with pytest.raises(TypeError):
+            p.send_once(b"4", None)
