@@ -22,6 +22,7 @@ import pickle
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ._errors import ClosedError, ShmbusError, TopicExistsError
+from ._names import check_name
 
 DEFAULT_CAPACITY = 256 * 2**20
 
@@ -54,7 +55,6 @@ class EventStore:
         """Opens the store, making its topics if they do not exist (then with
         ``partitions`` (1) and ``capacity`` (256 MiB a partition); given for a
         store that exists, they must match it)."""
-        from ._names import check_name
         self.name = check_name(name, "event store")
         self.topic, self.snapshot_topic = f"{self.name}.events", f"{self.name}.snapshots"
         given = {k: v for k, v in dict(partitions=partitions, capacity=capacity).items()

@@ -22,8 +22,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from ._errors import ShmbusError
+from ._config import seconds
+from ._errors import ConfigError, ShmbusError
 from ._handling import load_handler
+from ._names import check_name
 from ._retry import PermanentError, Retrying, retrying_of
 from ._worker import Worker
 
@@ -95,12 +97,10 @@ class TaskQueue:
 
     def __init__(self, bus: Any, name: str, *, result_ttl: float = 3600.0,
                  retrying: Optional[Retrying] = None, ack_timeout: float = 300.0):
-        from ._config import seconds
-        from ._names import check_name
         self.name = check_name(name, "task queue")
         self.result_ttl = seconds(result_ttl, "result_ttl", allow_none=False)
         if self.result_ttl <= 0:
-            raise ShmbusError(f"result_ttl must be > 0 seconds, got {result_ttl!r}")
+            raise ConfigError(f"result_ttl must be > 0 seconds, got {result_ttl!r}")
         self.retrying = retrying_of(retrying)
         self.ack_timeout = ack_timeout
         self.bus = bus

@@ -1,6 +1,5 @@
 """Producer msg_ids: a message whose id was sent to its partition within the
 topic's dedup window is not published again (the C core keeps the ids)."""
-import os
 import time
 
 import pytest
