@@ -185,6 +185,52 @@ static void should_refuse_a_slot_whose_lengths_run_past_the_ring(void)
     teardown(&f);
 }
 
+static void should_publish_a_msg_id_once_and_again_when_its_record_is_padding(void)
+{
+    struct fixture f;
+    CHECK(setup(&f, 4096, 64, 1000000) == 0);
+    uint64_t first = 99, d[SHMBUS_DELIVERY_FIELDS];
+    CHECK(shmbus_send_once(f.producer, 0, "a", 1, NULL, 0, NULL, 0, "id-1", 4, &first) == 0);
+    CHECK(shmbus_send_once(f.producer, 0, "b", 1, NULL, 0, NULL, 0, "id-1", 4, &first) == SHMBUS_DUPLICATE);
+    CHECK(first == 0);
+    CHECK(shmbus_send_once(f.producer, 0, "c", 1, "k", 1, NULL, 0, "id-2", 4, &first) == 1);
+    CHECK(shmbus_poll(f.consumer, d) == 1 && d[SHMBUS_D_OFFSET] == 0);
+    CHECK(shmbus_poll(f.consumer, d) == 1 && d[SHMBUS_D_OFFSET] == 1);
+    /* as if the producer of offset 1 had died before committing: its id is free */
+    struct shmbus_partition *p = f.part;
+    struct shmbus_slot *slots = (struct shmbus_slot *)((char *)f.part + p->slots_offset);
+    slots[1].seq = 2 | SHMBUS_SEQ_PADDING;
+    CHECK(shmbus_send_once(f.producer, 0, "d", 1, NULL, 0, NULL, 0, "id-2", 4, &first) == 2);
+    struct shmbus_partition_stats st;
+    CHECK(shmbus_partition_stats(f.topic, 0, &st) == SHMBUS_OK && st.duplicates == 1);
+    /* bad sizes are refused before anything is looked up or entered */
+    static char big[8192];
+    CHECK(shmbus_send_once(f.producer, 0, big, sizeof big, NULL, 0, NULL, 0, "id-3", 4, &first) ==
+          SHMBUS_ETOOLARGE);
+    CHECK(shmbus_send_once(f.producer, 0, "e", 1, NULL, 0, NULL, 0, "id-3", 4, &first) == 3);
+    teardown(&f);
+}
+
+static void should_forget_the_oldest_ids_of_a_full_table_and_count_them(void)
+{
+    struct fixture f;
+    CHECK(setup(&f, 4096, 64, 1000000) == 0);
+    uint64_t first, d[SHMBUS_DELIVERY_FIELDS];
+    char id[16];
+    for (int i = 0; i < 400; i++) { /* 400 ids into a table of 8 buckets of 10 */
+        int n = snprintf(id, sizeof id, "id-%d", i);
+        CHECK(shmbus_send_once(f.producer, 0, "v", 1, NULL, 0, NULL, 0, id, (uint32_t)n, &first) == i);
+        CHECK(shmbus_poll(f.consumer, d) == 1);
+    }
+    struct shmbus_partition_stats st;
+    CHECK(shmbus_partition_stats(f.topic, 0, &st) == SHMBUS_OK);
+    CHECK(st.dedup_evicted >= 400 - 80 && st.dedup_evicted < 400);
+    int n = snprintf(id, sizeof id, "id-%d", 399); /* the newest is kept */
+    CHECK(shmbus_send_once(f.producer, 0, "v", 1, NULL, 0, NULL, 0, id, (uint32_t)n, &first) ==
+          SHMBUS_DUPLICATE && first == 399);
+    teardown(&f);
+}
+
 int main(void)
 {
     should_deliver_records_in_order_across_many_wraps();
@@ -195,6 +241,8 @@ int main(void)
     should_turn_a_dead_producers_claim_into_padding();
     should_refuse_segments_that_fail_validation();
     should_refuse_a_slot_whose_lengths_run_past_the_ring();
+    should_publish_a_msg_id_once_and_again_when_its_record_is_padding();
+    should_forget_the_oldest_ids_of_a_full_table_and_count_them();
     printf("%s\n", failures ? "ring_test: FAILED" : "ring_test: ok");
     return failures ? 1 : 0;
 }
