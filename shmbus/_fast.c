@@ -1,11 +1,12 @@
 /* The Python API's shortest paths, in C: Producer.send of one bytes value to a
  * one-partition topic, Consumer.poll of a delivery fetched before,
- * Message.value of a message still held, and the two halves of shmbus.Queue
- * (a send that does not wait, a take-copy-ack of what is there now).  Each does what the Python method
- * does on that path and hands every other case to the Python method named
- * *_general, so the rules live in one place.  The C core is reached through a
- * function pointer taken from the cffi module (one copy of the core per
- * process).  Nothing here writes shared memory except through the core. */
+ * Message.value of a message still held, and the two halves of shmbus.Queue (a
+ * send that does not wait, a take-copy-ack of what is there now).  Each does
+ * what the Python method does on that path and hands every other case to the
+ * Python method named *_general (Queue's: to the caller's long way), so the
+ * rules live in one place.  The C core is reached through function pointers
+ * taken from the cffi module (one copy of the core per process).  Nothing here
+ * writes shared memory except through the core. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>

@@ -206,10 +206,7 @@ class Queue:
         """Up to ``max_messages_to_get`` items at once, waiting up to ``timeout``
         for the first; ``queue.Empty`` if none came (faster-fifo's names)."""
         wait = _timeout(block, timeout)
-        if isinstance(max_messages_to_get, bool) or not isinstance(max_messages_to_get, int):
-            raise TypeError("max_messages_to_get must be an int")
-        if max_messages_to_get < 1:
-            raise ValueError(f"max_messages_to_get must be >= 1, got {max_messages_to_get}")
+        integer(max_messages_to_get, "max_messages_to_get", 1)
         got = self._consumer_now()._take_copied_many(min(max_messages_to_get, MAX_BATCH), wait)
         if not got:
             raise queue.Empty
