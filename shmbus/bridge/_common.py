@@ -1,0 +1,114 @@
+"""What every bridge shares: its counters, the loop that retries a lost
+connection with exponential backoff, and how a message travels as fields."""
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+from .. import _headers
+from .._retry import ExponentialBackoff
+
+log = logging.getLogger("shmbus.bridge")
+
+BACKOFF_STEPS = 20  # retries after a lost connection: 0.1 s doubling to 5 s, then 5 s forever
+
+# fields of a message in a remote log
+VALUE, KEY, HEADERS, TIMESTAMP, ORIGIN = "v", "k", "h", "ts", "o"
+
+
+def group_name(kind: str, remote: str) -> str:
+    """The local consumer group of an outbound bridge to ``remote`` (a stream
+    or subject): ``bridge.KIND.REMOTE``, with what a group name cannot hold as '_'."""
+    return f"bridge.{kind}.{re.sub(r'[^A-Za-z0-9._-]', '_', remote)}"[:100]
+
+
+@dataclass
+class BridgeStats:
+    """What a bridge did; read from any thread (counts only grow)."""
+
+    forwarded: int = 0        # messages the other side accepted
+    connected: bool = False
+    paused: bool = False      # in: the local topic is full, reading waits
+    reconnects: int = 0       # connections lost and made again
+    last_error: Optional[str] = None
+    since_ns: int = field(default_factory=time.time_ns)
+
+
+def fields_of(msg: Any, origin: str) -> Dict[str, bytes]:
+    """A shmbus message as the fields of a remote record: value, key (absent
+    for none), headers (shmbus's own encoding, msg_id included), timestamp and
+    where it came from."""
+    out = {VALUE: msg.value, TIMESTAMP: str(msg.timestamp).encode(),
+           ORIGIN: f"{origin}/{msg.partition}:{msg.offset}".encode()}
+    key = msg.key
+    if key is not None:
+        out[KEY] = key
+    raw = msg._raw_headers()
+    if raw:
+        out[HEADERS] = _headers.encode(raw)
+    return out
+
+
+def send_fields(producer: Any, fields: Dict[bytes, bytes], timeout: Optional[float] = None) -> Any:
+    """Publish a remote record's fields as a local message; a msg_id that
+    travelled in its headers is given again, so the local topic's dedup window
+    drops what the remote side delivered twice."""
+    raw = fields.get(HEADERS.encode())
+    headers = _headers.decode(raw) if raw else {}
+    msg_id = headers.pop(_headers.MSG_ID, None)
+    key = fields.get(KEY.encode())
+    value = fields.get(VALUE.encode(), b"")
+    if msg_id is None or not producer._dedup:
+        return producer.send(value, key=key, headers=headers or None, timeout=timeout)
+    return producer.send(value, key=key, headers=headers or None, msg_id=msg_id, timeout=timeout)
+
+
+class Runner:
+    """A bridge's loop: ``step()`` until stopped, a lost connection retried
+    with exponential backoff (each retry logged and counted)."""
+
+    def __init__(self, name: str, step: Callable[[], None], connect: Callable[[], None],
+                 lost: tuple, stats: BridgeStats):
+        self.name, self.step, self.connect, self.lost, self.stats = name, step, connect, lost, stats
+        self.backoff = ExponentialBackoff(base=0.1, factor=2.0, max_delay=5.0, jitter=0.1,
+                                          max_retries=BACKOFF_STEPS)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def run(self, seconds: Optional[float] = None) -> None:
+        end = None if seconds is None else time.monotonic() + seconds
+        failures = 0
+        while not self._stop.is_set() and (end is None or time.monotonic() < end):
+            try:
+                if not self.stats.connected:
+                    self.connect()
+                    self.stats.connected = True
+                    if failures:
+                        log.warning("%s: connected again after %d failures", self.name, failures)
+                        self.stats.reconnects += 1
+                    failures = 0
+                self.step()
+            except self.lost as e:
+                self.stats.connected = False
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+                failures += 1
+                delay = self.backoff.delay(min(failures, BACKOFF_STEPS))
+                log.warning("%s: %s; again in %.2f s", self.name, self.stats.last_error, delay)
+                self._stop.wait(delay)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
