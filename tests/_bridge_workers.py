@@ -20,3 +20,14 @@ def produce(bus_name, topic, n, keys=10):
             k = f"key-{i % keys}"
             p.send(f"{k}:{i // keys}".encode(), key=k, headers={"n": str(i), "raw": b"\x00\x01"})
     return n
+
+
+def run_nats_bridge(bus_name, topic, url, direction, seconds):
+    from shmbus.bridge import NatsBridge
+    with shmbus.Bus(bus_name) as bus:
+        b = NatsBridge(bus, topic, url, direction)
+        try:
+            b.run(seconds)
+        finally:
+            b.close()
+    return b.stats.forwarded

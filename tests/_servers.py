@@ -52,3 +52,35 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+class NatsServer:
+    """One nats-server with JetStream; ``stop()`` and ``start()`` again on the same port."""
+
+    def __init__(self, directory: str):
+        self.exe = shutil.which("nats-server", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        self.directory = directory
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, wait: float = 10.0) -> None:
+        self.proc = subprocess.Popen([self.exe, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-sd", self.directory],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
+                    if c.recv(4) == b"INFO":
+                        time.sleep(0.2)  # JetStream is ready a moment after the listener
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not answer on port {self.port} within {wait} s")
+
+    stop = RedisServer.stop
