@@ -129,3 +129,24 @@ def test_bad_urls_are_refused(bus):
     for url in ("redis://x:1/s", "nats://127.0.0.1:1", "nats://127.0.0.1:1/a/b"):
         with pytest.raises(shmbus.ConfigError):
             NatsBridge(bus, "t", url)
+
+
+def test_the_two_hosts_example_runs_through_both(server, tmp_path):
+    import subprocess
+    import sys
+    from _servers import RedisServer
+    redis_server = RedisServer(str(tmp_path))
+    if redis_server.exe is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
+    redis_server.start()
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        r = subprocess.run([sys.executable, "-m", "shmbus.examples.two_hosts", "--redis",
+                            redis_server.url, "--nats", server.url, "--orders", "500"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=root))
+    finally:
+        redis_server.stop()
+    assert r.returncode == 0, r.stderr
+    assert "Redis Streams: 500 of 500 orders" in r.stdout
+    assert "NATS JetStream: 500 of 500 orders" in r.stdout

@@ -164,3 +164,23 @@ def test_bad_urls_are_refused(bus):
             RedisBridge(bus, "t", url)
     with pytest.raises(shmbus.ConfigError):
         RedisBridge(bus, "t", "redis://127.0.0.1:1/s", "sideways")
+
+
+def test_the_bridge_command_forwards_a_topic(bus, server):
+    import subprocess
+    import sys
+    bus.create_topic("orders")
+    with bus.producer("orders") as p:
+        p.send_many([b"m%d" % i for i in range(50)])
+    url = stream_url(server)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "shmbus", "bridge", "out", f"{bus.name}/orders", url,
+                        "--seconds", "1.5", "--every", "0.5"], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, PYTHONPATH=root))
+    assert r.returncode == 0, r.stderr
+    assert "50 forwarded, connected" in r.stderr
+    assert redis.Redis.from_url(server.url).xlen(url.rsplit("/", 1)[1]) == 50
+    r = subprocess.run([sys.executable, "-m", "shmbus", "bridge", "out", f"{bus.name}/orders",
+                        "http://nowhere/x"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert r.returncode == 2 and "redis://HOST:PORT/STREAM" in r.stderr

@@ -23,6 +23,7 @@ COMMANDS = {
     "demo": "demo",
     "bench": "bench",
     "worker": "worker",
+    "bridge": "bridge",
 }
 
 
