@@ -97,6 +97,15 @@ class Runner:
                 delay = self.backoff.delay(min(failures, BACKOFF_STEPS))
                 log.warning("%s: %s; again in %.2f s", self.name, self.stats.last_error, delay)
                 self._stop.wait(delay)
+            except Exception as e:  # not a lost connection: the bridge ends, saying why
+                self.stats.connected = False
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+                log.error("%s stopped: %s", self.name, self.stats.last_error)
+                raise
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def stopping(self) -> bool:

@@ -9,7 +9,7 @@ once JetStream acknowledged every message: a message published again after a
 bridge restart falls in the stream's duplicate window and is dropped there.
 
 In: a durable pull consumer (``shmbus_BUS_TOPIC``) fetches a batch; each message
-is sent to the topic and acked to JetStream after the send returned; a full
+is sent to the topic, and the batch acked to JetStream after its sends returned; a full
 topic pauses fetching.  The stream capturing the subject is made
 (``SHMBUS_SUBJECT``) when none does.  Keys, headers and timestamps travel in
 ``Shmbus-*`` headers (bytes as base64)."""
@@ -132,19 +132,24 @@ class NatsBridge:
             msgs = self._run(self._sub.fetch(BATCH, timeout=FETCH_WAIT))
         except self.nats.errors.TimeoutError:
             return  # nothing came
-        for m in msgs:
-            fields = _record_of(m)
-            while True:  # a full topic: wait (fetching nothing more) until it has room
-                try:
-                    send_fields(self._local, fields, timeout=FETCH_WAIT)
-                    break
-                except BusFull:
-                    self.stats.paused = True
-                    if self._runner.stopping:
-                        return  # not acked: JetStream delivers it again
-            self.stats.paused = False
-            self._run(m.ack())
-            self.stats.forwarded += 1
+        sent = []
+        try:
+            for m in msgs:
+                fields = _record_of(m)
+                while True:  # a full topic: wait (fetching nothing more) until it has room
+                    try:
+                        send_fields(self._local, fields, timeout=FETCH_WAIT)
+                        break
+                    except BusFull:
+                        self.stats.paused = True
+                        if self._runner.stopping:
+                            return  # what is not acked, JetStream delivers again
+                self.stats.paused = False
+                sent.append(m)
+        finally:  # what was sent, acked together
+            if sent:
+                self._run(_ack_all(sent))
+                self.stats.forwarded += len(sent)
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -152,6 +157,12 @@ class NatsBridge:
         """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is
         retried with backoff (``stats.reconnects``, ``stats.last_error``)."""
         self._runner.run(seconds)
+
+    @property
+    def running(self) -> bool:
+        """Whether its thread runs (False once stopped, or ended by an error:
+        ``stats.last_error`` says which)."""
+        return self._runner.running
 
     def start(self) -> "NatsBridge":
         self._runner.start()
@@ -171,6 +182,10 @@ class NatsBridge:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+async def _ack_all(msgs: List[Any]) -> None:
+    await asyncio.gather(*(m.ack() for m in msgs))
 
 
 def _headers_of(record: Dict[str, bytes]) -> Dict[str, str]:

@@ -9,7 +9,7 @@ added and not yet acked is added again).
 
 In: the bridge reads the stream with ``XREADGROUP`` as consumer ``NAME`` of the
 Redis group ``shmbus:BUS/TOPIC`` (made at the start of the stream if missing),
-sends each entry to the topic, and ``XACK``s it only after the send returned;
+sends each entry to the topic, and ``XACK``s a batch only after its sends returned;
 a restarted bridge first takes again what it had read and not acked (its
 pending entries).  A full topic blocks the send, and the bridge stops
 reading: backpressure, not a buffer.  A msg_id that travelled in the headers
@@ -106,18 +106,23 @@ class RedisBridge:
         if start == "0" and not entries:
             self._pending_first = False
             return
-        for entry_id, fields in entries:
-            while True:  # a full topic: wait (reading nothing more) until it has room
-                try:
-                    send_fields(self._local, fields, timeout=BLOCK_MS / 1000)
-                    break
-                except BusFull:
-                    self.stats.paused = True
-                    if self._runner.stopping:
-                        return  # not acked: read again by the next start
-            self.stats.paused = False
-            self._client.xack(self.stream, self.group, entry_id)
-            self.stats.forwarded += 1
+        sent = []
+        try:
+            for entry_id, fields in entries:
+                while True:  # a full topic: wait (reading nothing more) until it has room
+                    try:
+                        send_fields(self._local, fields, timeout=BLOCK_MS / 1000)
+                        break
+                    except BusFull:
+                        self.stats.paused = True
+                        if self._runner.stopping:
+                            return  # what is not acked is read again by the next start
+                self.stats.paused = False
+                sent.append(entry_id)
+        finally:  # what was sent, acked in one call
+            if sent:
+                self._client.xack(self.stream, self.group, *sent)
+                self.stats.forwarded += len(sent)
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -125,6 +130,12 @@ class RedisBridge:
         """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is
         retried with backoff (``stats.reconnects``, ``stats.last_error``)."""
         self._runner.run(seconds)
+
+    @property
+    def running(self) -> bool:
+        """Whether its thread runs (False once stopped, or ended by an error:
+        ``stats.last_error`` says which)."""
+        return self._runner.running
 
     def start(self) -> "RedisBridge":
         self._runner.start()
