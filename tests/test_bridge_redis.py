@@ -189,3 +189,34 @@ def test_the_bridge_command_forwards_a_topic(bus, server):
                         "http://nowhere/x"], capture_output=True, text=True, timeout=30,
                        env=dict(os.environ, PYTHONPATH=root))
     assert r.returncode == 2 and "redis://HOST:PORT/STREAM" in r.stderr
+
+
+def test_stat_shows_the_bridges_of_a_bus(bus, server):
+    import json
+    import subprocess
+    import sys
+    bus.create_topic("orders")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    with RedisBridge(bus, "orders", stream_url(server), "out") as b, bus.producer("orders") as p:
+        p.send_many([b"x"] * 10)
+        end = time.monotonic() + 10
+        while b.stats.forwarded < 10 and time.monotonic() < end:
+            time.sleep(0.02)
+        time.sleep(1.2)  # a report a second
+        r = subprocess.run([sys.executable, "-m", "shmbus", "stat", bus.name, "--json"],
+                           capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)["buses"][bus.name]
+        assert "shmbus.bridges" not in report["topics"]
+        (bridge,) = report["bridges"]
+        assert (bridge["direction"], bridge["topic"], bridge["forwarded"], bridge["connected"],
+                bridge["running"]) == ("out", "orders", 10, True, True)
+        assert bridge["remote"].startswith(server.url)
+        r = subprocess.run([sys.executable, "-m", "shmbus", "stat", bus.name], capture_output=True,
+                           text=True, timeout=30, env=env)
+        assert "10 forwarded, connected" in " ".join(r.stdout.split())  # rich wraps lines
+    r = subprocess.run([sys.executable, "-m", "shmbus", "stat", bus.name, "--json"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    (bridge,) = json.loads(r.stdout)["buses"][bus.name]["bridges"]
+    assert not bridge["running"]  # its last report, at the stop

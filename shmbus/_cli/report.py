@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import _reclaim, _segment
 from .._bus import Bus
 from .._errors import BusNotFoundError, ShmbusError, TopicNotFoundError
+from ..bridge._common import BRIDGES_TOPIC, read_bridges
 from .common import memory_buses
 
 SCHEMA = 1
@@ -34,6 +35,7 @@ class Watcher:
         self.open: Dict[str, Bus] = {}
         self.last: Dict[Tuple[str, str], Dict[str, Any]] = {}
         self.gone: List[str] = []  # buses that were there at the last look and are not now
+        self.bridge_readers: Dict[str, Tuple[Any, Dict[str, Any]]] = {}  # bus -> (consumer, reports)
 
     def look(self) -> Dict[str, Any]:
         """Every bus and topic now: ``{"schema", "taken_ns", "buses": {...}}``."""
@@ -44,6 +46,8 @@ class Watcher:
             seen[name] = self._bus(name, directory)
         self.gone = [n for n in self.open if n not in seen or "error" in seen[n]]
         for n in self.gone:
+            if n in self.bridge_readers:
+                self.bridge_readers.pop(n)[0].close()
             self.open.pop(n).close()
         return {"schema": SCHEMA, "taken_ns": time.time_ns(), "buses": seen}
 
@@ -60,8 +64,28 @@ class Watcher:
             except (ShmbusError, OSError) as e:
                 return {"path": self.path, "error": str(e)}
             self.open[name] = bus
-        topics = [self.topic] if self.topic is not None else sorted(bus.topics())
-        return {"path": self.path, "topics": {t: self._topic(bus, t) for t in topics}}
+        names = bus.topics()
+        topics = [self.topic] if self.topic is not None else sorted(
+            t for t in names if t != BRIDGES_TOPIC)
+        out = {"path": self.path, "topics": {t: self._topic(bus, t) for t in topics}}
+        if BRIDGES_TOPIC in names:
+            out["bridges"] = self._bridges(bus)
+        return out
+
+    def _bridges(self, bus: Bus) -> List[Dict[str, Any]]:
+        """The latest report of each bridge of the bus (see ``shmbus.bridge``)."""
+        reader = self.bridge_readers.get(bus.name)
+        if reader is None:
+            try:
+                reader = self.bridge_readers[bus.name] = (
+                    bus.consumer(BRIDGES_TOPIC, start="earliest", tethered=False), {})
+            except (ShmbusError, OSError):
+                return []
+        try:
+            return read_bridges(*reader)
+        except (ShmbusError, OSError):
+            self.bridge_readers.pop(bus.name)[0].close()
+            return []
 
     def _topic(self, bus: Bus, name: str) -> Dict[str, Any]:
         try:
@@ -81,6 +105,9 @@ class Watcher:
         return out
 
     def close(self) -> None:
+        for reader, _ in self.bridge_readers.values():
+            reader.close()
+        self.bridge_readers = {}
         for bus in self.open.values():
             bus.close()
         self.open = {}

@@ -65,6 +65,21 @@ def show(console: Console, report: Dict[str, Any]) -> None:
                       + ("" if b["topics"] else ": no topics"))
         for tname, t in b["topics"].items():
             _topic(console, tname, t)
+        for r in b.get("bridges", []):
+            console.print("  " + bridge_line(r))
+
+
+def bridge_line(r: Dict[str, Any]) -> str:
+    """One bridge's latest report, for stat and top."""
+    arrow = "->" if r["direction"] == "out" else "<-"
+    if not r["running"]:
+        state = "stopped"
+    elif r["connected"]:
+        state = "connected" + (", paused: topic full" if r["paused"] else "")
+    else:
+        state = f"disconnected ({r['last_error']})"
+    return (f"bridge {r['topic']} {arrow} {r['remote']} (pid {r['pid']}): "
+            f"{r['forwarded']:,} forwarded, {state}, {r['reconnects']} reconnects")
 
 
 def _topic(console: Console, name: str, t: Dict[str, Any]) -> None:

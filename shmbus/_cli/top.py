@@ -33,6 +33,7 @@ from .._errors import ShmbusError
 from . import report as _report
 from .common import Usage, add_path, open_bus, target
 from .report import Watcher
+from .stat import bridge_line
 
 MIN_WIDTH, MIN_HEIGHT = 40, 10
 NOTE_LOOKS = 5  # how many refreshes a "bus X was removed" note stays
@@ -150,6 +151,8 @@ def render(report: Dict[str, Any], width: int, height: int,
         for tname, t in b["topics"].items():
             label = tname if len(buses) == 1 else f"{bname}/{tname}"  # in the footer
             rows.extend(_topic_rows(tname, label, t, problems))
+        for r in b.get("bridges", []):
+            rows.append(([bridge_line(r)], "yellow" if r["running"] and not r["connected"] else ""))
     problems.sort(key=lambda p: p[0])
 
     clock = time.strftime("%H:%M:%S", time.localtime(report["taken_ns"] / 1e9))

@@ -1,21 +1,33 @@
 """What every bridge shares: its counters, the loop that retries a lost
 connection with exponential backoff, and how a message travels as fields."""
+import json
 import logging
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import urlparse
 
 from .. import _headers
 from .._retry import ExponentialBackoff
 
 log = logging.getLogger("shmbus.bridge")
 
+BRIDGES_TOPIC = "shmbus.bridges"  # where bridges say how they are, for stat and top
+REPORT_EVERY = 1.0  # seconds between two reports of a bridge
 BACKOFF_STEPS = 20  # retries after a lost connection: 0.1 s doubling to 5 s, then 5 s forever
 
 # fields of a message in a remote log
 VALUE, KEY, HEADERS, TIMESTAMP, ORIGIN = "v", "k", "h", "ts", "o"
+
+
+def public_url(url: str) -> str:
+    """``url`` without a user or password, for reports."""
+    u = urlparse(url)
+    port = f":{u.port}" if u.port else ""
+    return f"{u.scheme}://{u.hostname}{port}{u.path}"
 
 
 def group_name(kind: str, remote: str) -> str:
@@ -65,13 +77,69 @@ def send_fields(producer: Any, fields: Dict[bytes, bytes], timeout: Optional[flo
     return producer.send(value, key=key, headers=headers or None, msg_id=msg_id, timeout=timeout)
 
 
+class Reporter:
+    """A bridge's state as JSON on the bus's topic ``shmbus.bridges`` (a small
+    log, keyed by bridge and process), where ``shmbus stat`` and ``top`` read
+    the latest of each."""
+
+    def __init__(self, bus: Any, describe: Dict[str, Any], stats: BridgeStats):
+        bus.create_topic(BRIDGES_TOPIC, capacity=2**20, retention="log", on_full="drop_oldest",
+                         exist_ok=True)
+        self.producer = bus.producer(BRIDGES_TOPIC)
+        self.describe = dict(describe, pid=os.getpid())
+        self.key = f"{describe['name']}@{os.getpid()}"
+        self.stats = stats
+        self.last = 0.0
+
+    def report(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < REPORT_EVERY:
+            return
+        self.last = now
+        record = dict(self.describe, forwarded=self.stats.forwarded, connected=self.stats.connected,
+                      reconnects=self.stats.reconnects, last_error=self.stats.last_error,
+                      paused=self.stats.paused, running=not final, time_ns=time.time_ns())
+        self.producer.send(json.dumps(record).encode(), key=self.key)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def read_bridges(consumer: Any, known: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Fold what ``shmbus.bridges`` gained into ``known`` (key -> latest
+    report); the reports of bridges whose process is gone are marked so."""
+    while True:
+        batch = consumer.poll_batch(1000, timeout=0)
+        if not batch:
+            break
+        for m in batch:
+            known[m.key.decode()] = json.loads(m.value)
+    out = []
+    for r in known.values():
+        alive = r["running"] and _pid_alive(r["pid"])
+        out.append(dict(r, running=alive))
+    return sorted(out, key=lambda r: (r["name"], r["pid"]))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Runner:
     """A bridge's loop: ``step()`` until stopped, a lost connection retried
-    with exponential backoff (each retry logged and counted)."""
+    with exponential backoff (each retry logged and counted), its state
+    reported every second."""
 
     def __init__(self, name: str, step: Callable[[], None], connect: Callable[[], None],
-                 lost: tuple, stats: BridgeStats):
+                 lost: tuple, stats: BridgeStats, reporter: Reporter):
         self.name, self.step, self.connect, self.lost, self.stats = name, step, connect, lost, stats
+        self.reporter = reporter
         self.backoff = ExponentialBackoff(base=0.1, factor=2.0, max_delay=5.0, jitter=0.1,
                                           max_retries=BACKOFF_STEPS)
         self._stop = threading.Event()
@@ -81,6 +149,7 @@ class Runner:
         end = None if seconds is None else time.monotonic() + seconds
         failures = 0
         while not self._stop.is_set() and (end is None or time.monotonic() < end):
+            self.reporter.report()
             try:
                 if not self.stats.connected:
                     self.connect()
@@ -101,7 +170,9 @@ class Runner:
                 self.stats.connected = False
                 self.stats.last_error = f"{type(e).__name__}: {e}"
                 log.error("%s stopped: %s", self.name, self.stats.last_error)
+                self.reporter.report(final=True)
                 raise
+        self.reporter.report(final=True)
 
     @property
     def running(self) -> bool:

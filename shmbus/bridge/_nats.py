@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 from .._errors import BusFull, ConfigError
-from ._common import (HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, BridgeStats, Runner, fields_of,
-                      group_name, send_fields)
+from ._common import (HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, BridgeStats, Reporter, Runner,
+                      fields_of, group_name, public_url, send_fields)
 
 BATCH = 256
 FETCH_WAIT = 0.1
@@ -81,8 +81,10 @@ class NatsBridge:
         lost = (errors.ConnectionClosedError, errors.NoServersError, errors.StaleConnectionError,
                 errors.TimeoutError, errors.NoRespondersError,
                 ConnectionError, OSError, asyncio.TimeoutError)
-        self._runner = Runner(f"nats-bridge-{direction}:{self.subject}", step, self._connect,
-                              lost, self.stats)
+        name = f"nats-bridge-{direction}:{self.subject}"
+        self._reporter = Reporter(bus, dict(name=name, direction=direction, topic=topic,
+                                            remote=public_url(url)), self.stats)
+        self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
 
     def _run(self, coro: Any) -> Any:
         if self._loop is None:
@@ -176,6 +178,7 @@ class NatsBridge:
             self._run(self._aclose())
             self._loop.close()
         self._local.close()
+        self._reporter.close()
 
     def __enter__(self) -> "NatsBridge":
         return self.start()

@@ -18,7 +18,8 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 from .._errors import BusFull, ConfigError
-from ._common import BridgeStats, Runner, fields_of, group_name, send_fields
+from ._common import (BridgeStats, Reporter, Runner, fields_of, group_name, public_url,
+                      send_fields)
 
 BATCH = 256
 BLOCK_MS = 100
@@ -68,8 +69,10 @@ class RedisBridge:
             self._pending_first = True
             step = self._in
         lost = (self.redis.exceptions.ConnectionError, self.redis.exceptions.TimeoutError)
-        self._runner = Runner(f"redis-bridge-{direction}:{self.stream}", step, self._connect,
-                              lost, self.stats)
+        name = f"redis-bridge-{direction}:{self.stream}"
+        self._reporter = Reporter(bus, dict(name=name, direction=direction, topic=topic,
+                                            remote=public_url(url)), self.stats)
+        self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
 
     def _connect(self) -> None:
         if self._client is not None:
@@ -147,6 +150,7 @@ class RedisBridge:
     def close(self) -> None:
         self.stop()
         self._local.close()
+        self._reporter.close()
         if self._client is not None:
             self._client.close()
 
