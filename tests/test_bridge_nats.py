@@ -150,3 +150,28 @@ def test_the_two_hosts_example_runs_through_both(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Redis Streams: 500 of 500 orders" in r.stdout
     assert "NATS JetStream: 500 of 500 orders" in r.stdout
+
+
+def test_a_full_local_topic_pauses_the_inbound_bridge(bus, server):
+    bus.create_topic("in", capacity=4096, max_messages=16)
+    subj = subject()
+
+    async def fill():
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(name=subj.replace(".", "_"), subjects=[subj])
+        for i in range(600):
+            await js.publish(subj, b"x%d" % i)
+        await nc.close()
+    asyncio.run(fill())
+    with bus.consumer("in", group="slow", ack="manual", start="earliest") as slow:
+        with NatsBridge(bus, "in", f"{server.url}/{subj}", "in") as b:
+            time.sleep(1.0)
+            assert b.stats.paused and b.stats.forwarded == 0  # acked by whole fetches
+            got = 0
+            end = time.monotonic() + 30
+            while got < 600 and time.monotonic() < end:
+                batch = slow.poll_batch(16, timeout=0.2)
+                slow.ack(batch)
+                got += len(batch)
+            assert got == 600

@@ -220,3 +220,30 @@ def test_stat_shows_the_bridges_of_a_bus(bus, server):
                        capture_output=True, text=True, timeout=30, env=env)
     (bridge,) = json.loads(r.stdout)["buses"][bus.name]["bridges"]
     assert not bridge["running"]  # its last report, at the stop
+
+
+def test_an_inbound_bridge_killed_and_restarted_loses_nothing(bus, server, procs):
+    bus.create_topic("in", capacity=8 << 20)
+    url = stream_url(server)
+    stream = url.rsplit("/", 1)[1]
+    client = redis.Redis.from_url(server.url)
+    pipe = client.pipeline(transaction=False)
+    for i in range(N):
+        pipe.xadd(stream, {"v": b"%d" % i})
+    pipe.execute()
+    with bus.consumer("in", group="check", start="earliest") as c:
+        first = procs.start("b1", W + "run_bridge", bus_name=bus.name, topic="in", url=url,
+                            direction="in", seconds=60)
+        got = []
+        end = time.monotonic() + 30
+        while len(got) < N // 3 and time.monotonic() < end:
+            got += [m.value for m in c.poll_batch(1000, timeout=0.1)]
+        os.kill(first.pid, signal.SIGKILL)
+        procs.join("b1")
+        procs.start("b2", W + "run_bridge", bus_name=bus.name, topic="in", url=url,
+                    direction="in", seconds=60)
+        end = time.monotonic() + 60
+        while len(set(got)) < N and time.monotonic() < end:
+            got += [m.value for m in c.poll_batch(1000, timeout=0.1)]
+    assert len(set(got)) == N  # nothing lost
+    assert len(got) - N <= 256  # at most the read in flight, again (at least once)
