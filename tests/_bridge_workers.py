@@ -22,10 +22,10 @@ def produce(bus_name, topic, n, keys=10):
     return n
 
 
-def run_nats_bridge(bus_name, topic, url, direction, seconds):
+def run_nats_bridge(bus_name, topic, url, direction, seconds, ack_wait=30.0):
     from shmbus.bridge import NatsBridge
     with shmbus.Bus(bus_name) as bus:
-        b = NatsBridge(bus, topic, url, direction)
+        b = NatsBridge(bus, topic, url, direction, ack_wait=ack_wait)
         try:
             b.run(seconds)
         finally:

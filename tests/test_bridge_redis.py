@@ -247,3 +247,24 @@ def test_an_inbound_bridge_killed_and_restarted_loses_nothing(bus, server, procs
             got += [m.value for m in c.poll_batch(1000, timeout=0.1)]
     assert len(set(got)) == N  # nothing lost
     assert len(got) - N <= 256  # at most the read in flight, again (at least once)
+
+
+def test_an_inbound_bridge_reconnects_when_the_server_comes_back(bus, server):
+    bus.create_topic("in", capacity=4 << 20)
+    url = stream_url(server)
+    stream = url.rsplit("/", 1)[1]
+    with bus.consumer("in", group="check", start="earliest") as c, \
+            RedisBridge(bus, "in", url, "in") as b:
+        redis.Redis.from_url(server.url).xadd(stream, {"v": b"before"})
+        got = c.poll_batch(10, timeout=10)
+        server.stop()
+        end = time.monotonic() + 10
+        while b.stats.connected and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not b.stats.connected
+        server.start()
+        redis.Redis.from_url(server.url).xadd(stream, {"v": b"after"})
+        end = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < end:
+            got += c.poll_batch(10, timeout=0.2)
+        assert [m.value for m in got] == [b"before", b"after"] and b.stats.reconnects >= 1

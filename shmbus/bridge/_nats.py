@@ -19,6 +19,7 @@ import re
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
+from .._config import seconds
 from .._errors import BusFull, ConfigError
 from ._common import (HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, BridgeStats, Reporter, Runner,
                       fields_of, group_name, public_url, send_fields)
@@ -54,15 +55,19 @@ def _token(text: str) -> str:
 
 class NatsBridge:
     """``direction="out"``: ``topic`` of ``bus`` to the subject of ``url``;
-    ``"in"``: the subject to the topic.  :meth:`run` in this thread, or
-    :meth:`start` / :meth:`stop`; ``stats`` says what it did."""
+    ``"in"``: the subject to the topic, through a durable consumer whose
+    ``ack_wait`` is how long JetStream waits for the ack of a message fetched
+    (by a bridge that may have died) before it delivers it again.  :meth:`run`
+    in this thread, or :meth:`start` / :meth:`stop`; ``stats`` says what it did."""
 
-    def __init__(self, bus: Any, topic: str, url: str, direction: str = "out"):
+    def __init__(self, bus: Any, topic: str, url: str, direction: str = "out", *,
+                 ack_wait: float = 30.0):
         if direction not in ("out", "in"):
             raise ConfigError(f"direction is 'out' or 'in', not {direction!r}")
         self.nats = _nats()
         self.server, self.subject = parse_url(url)
         self.bus, self.topic, self.direction = bus, topic, direction
+        self.ack_wait = seconds(ack_wait, "ack_wait", allow_none=False)
         self.stats = BridgeStats()
         self.origin = f"{bus.name}/{topic}"
         self.durable = f"shmbus_{_token(bus.name)}_{_token(topic)}"
@@ -104,7 +109,9 @@ class NatsBridge:
         except self.nats.js.errors.NotFoundError:
             await self._js.add_stream(name=f"SHMBUS_{_token(self.subject)}", subjects=[self.subject])
         if self.direction == "in":
-            self._sub = await self._js.pull_subscribe(self.subject, durable=self.durable)
+            config = self.nats.js.api.ConsumerConfig(ack_wait=self.ack_wait)
+            self._sub = await self._js.pull_subscribe(self.subject, durable=self.durable,
+                                                      config=config)
 
     async def _aclose(self) -> None:
         if self._nc is not None:
