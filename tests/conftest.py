@@ -51,6 +51,17 @@ def bus(bus_name):
         b.close()
 
 
+@pytest.fixture
+def remote(bus_name):
+    """A second bus, standing for another host (the bridge tests)."""
+    b = shmbus.Bus(bus_name + "-remote")
+    try:
+        yield b
+    finally:
+        b.unlink()
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def spawn():
     """The spawn multiprocessing context: children start fresh interpreters."""

@@ -12,7 +12,7 @@ import pytest
 
 import shmbus
 from _servers import NatsServer
-from test_bridge_redis import drain, in_key_order
+from _bridge_checks import drain, in_key_order
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed: pip install -e '.[test]'")
 from shmbus.bridge import NatsBridge  # noqa: E402
@@ -33,14 +33,6 @@ def server(tmp_path_factory):
         pytest.skip(f"nats-server could not start: {e}")
     yield s
     s.stop()
-
-
-@pytest.fixture
-def remote(bus_name):
-    b = shmbus.Bus(bus_name + "-remote")
-    yield b
-    b.unlink()
-    b.close()
 
 
 def subject():

@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 import shmbus
+from _bridge_checks import drain, in_key_order
 from _servers import RedisServer
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[test]'")
@@ -35,37 +36,8 @@ def server(tmp_path_factory):
     s.stop()
 
 
-@pytest.fixture
-def remote(bus_name):
-    b = shmbus.Bus(bus_name + "-remote")
-    yield b
-    b.unlink()
-    b.close()
-
-
 def stream_url(server):
     return f"{server.url}/s-{uuid.uuid4().hex[:8]}"
-
-
-def drain(bus, topic, n, timeout=60):
-    """(key, value, headers) of n messages read by a fresh group, in arrival order."""
-    out = []
-    end = time.monotonic() + timeout
-    with bus.consumer(topic, group="check", start="earliest") as c:
-        while len(out) < n and time.monotonic() < end:
-            out += [(m.key, m.value, m.headers) for m in c.poll_batch(1000, timeout=0.2)]
-    return out
-
-
-def in_key_order(got):
-    """Whether each key's sequence numbers come in order."""
-    last = {}
-    for key, value, _ in got:
-        seq = int(value.split(b":")[1])
-        if seq <= last.get(key, -1):
-            return False
-        last[key] = seq
-    return True
 
 
 def test_ten_thousand_messages_out_and_back_in(bus, remote, server, procs):

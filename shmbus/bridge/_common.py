@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlparse
 
 from .. import _headers
+from .._errors import ConfigError
 from .._retry import ExponentialBackoff
 
 log = logging.getLogger("shmbus.bridge")
@@ -192,3 +193,66 @@ class Runner:
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+class Bridge:
+    """What both bridges share: checking the direction, the local end (a
+    consumer of the group ``bridge.KIND.REMOTE`` with manual acks on the way
+    out, a producer on the way in), the reporter, the loop and the lifetime.
+    A subclass gives ``_out``, ``_in``, ``_connect`` and ``_close_remote``."""
+
+    KIND = ""
+
+    def _begin(self, bus: Any, topic: str, url: str, direction: str) -> None:
+        if direction not in ("out", "in"):
+            raise ConfigError(f"direction is 'out' or 'in', not {direction!r}")
+        self.bus, self.topic, self.direction = bus, topic, direction
+        self.stats = BridgeStats()
+        self.origin = f"{bus.name}/{topic}"
+        self._url = url
+
+    def _end(self, remote: str, lost: tuple) -> None:
+        """Open the local end and the loop, once the remote side is set up."""
+        if self.direction == "out":
+            self._local = self.bus.consumer(self.topic, group=group_name(self.KIND, remote),
+                                            ack="manual", start="earliest")
+        else:
+            self._local = self.bus.producer(self.topic)
+        name = f"{self.KIND}-bridge-{self.direction}:{remote}"
+        self._reporter = Reporter(self.bus, dict(name=name, direction=self.direction,
+                                                 topic=self.topic, remote=public_url(self._url)),
+                                  self.stats)
+        step = self._out if self.direction == "out" else self._in
+        self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
+
+    def run(self, seconds: Optional[float] = None) -> None:
+        """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is
+        retried with backoff (``stats.reconnects``, ``stats.last_error``)."""
+        self._runner.run(seconds)
+
+    @property
+    def running(self) -> bool:
+        """Whether its thread runs (False once stopped, or ended by an error:
+        ``stats.last_error`` says which)."""
+        return self._runner.running
+
+    def start(self) -> "Bridge":
+        """Run in a background thread."""
+        self._runner.start()
+        return self
+
+    def stop(self, timeout: Optional[float] = 10.0) -> bool:
+        """Stop after the batch in hand; True when the thread ended."""
+        return self._runner.stop(timeout)
+
+    def close(self) -> None:
+        if self.stop():
+            self._close_remote()
+        self._local.close()
+        self._reporter.close()
+
+    def __enter__(self) -> "Bridge":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -21,8 +21,7 @@ from urllib.parse import urlparse
 
 from .._config import seconds
 from .._errors import BusFull, ConfigError
-from ._common import (HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, BridgeStats, Reporter, Runner,
-                      fields_of, group_name, public_url, send_fields)
+from ._common import HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, Bridge, fields_of, send_fields
 
 BATCH = 256
 FETCH_WAIT = 0.1
@@ -53,43 +52,31 @@ def _token(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
-class NatsBridge:
+class NatsBridge(Bridge):
     """``direction="out"``: ``topic`` of ``bus`` to the subject of ``url``;
     ``"in"``: the subject to the topic, through a durable consumer whose
     ``ack_wait`` is how long JetStream waits for the ack of a message fetched
     (by a bridge that may have died) before it delivers it again.  :meth:`run`
     in this thread, or :meth:`start` / :meth:`stop`; ``stats`` says what it did."""
 
+    KIND = "nats"
+
     def __init__(self, bus: Any, topic: str, url: str, direction: str = "out", *,
                  ack_wait: float = 30.0):
-        if direction not in ("out", "in"):
-            raise ConfigError(f"direction is 'out' or 'in', not {direction!r}")
+        self._begin(bus, topic, url, direction)
         self.nats = _nats()
         self.server, self.subject = parse_url(url)
-        self.bus, self.topic, self.direction = bus, topic, direction
         self.ack_wait = seconds(ack_wait, "ack_wait", allow_none=False)
-        self.stats = BridgeStats()
-        self.origin = f"{bus.name}/{topic}"
         self.durable = f"shmbus_{_token(bus.name)}_{_token(topic)}"
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._nc: Any = None
         self._js: Any = None
         self._sub: Any = None
-        if direction == "out":
-            self._local = bus.consumer(topic, group=group_name("nats", self.subject), ack="manual",
-                                       start="earliest")
-            step = self._out
-        else:
-            self._local = bus.producer(topic)
-            step = self._in
         errors = self.nats.errors
-        lost = (errors.ConnectionClosedError, errors.NoServersError, errors.StaleConnectionError,
-                errors.TimeoutError, errors.NoRespondersError,
-                ConnectionError, OSError, asyncio.TimeoutError)
-        name = f"nats-bridge-{direction}:{self.subject}"
-        self._reporter = Reporter(bus, dict(name=name, direction=direction, topic=topic,
-                                            remote=public_url(url)), self.stats)
-        self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
+        self._end(self.subject, (errors.ConnectionClosedError, errors.NoServersError,
+                                 errors.StaleConnectionError, errors.TimeoutError,
+                                 errors.NoRespondersError, ConnectionError, OSError,
+                                 asyncio.TimeoutError))
 
     def _run(self, coro: Any) -> Any:
         if self._loop is None:
@@ -160,39 +147,10 @@ class NatsBridge:
                 self._run(_ack_all(sent))
                 self.stats.forwarded += len(sent)
 
-    # -- lifetime --------------------------------------------------------------------
-
-    def run(self, seconds: Optional[float] = None) -> None:
-        """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is
-        retried with backoff (``stats.reconnects``, ``stats.last_error``)."""
-        self._runner.run(seconds)
-
-    @property
-    def running(self) -> bool:
-        """Whether its thread runs (False once stopped, or ended by an error:
-        ``stats.last_error`` says which)."""
-        return self._runner.running
-
-    def start(self) -> "NatsBridge":
-        self._runner.start()
-        return self
-
-    def stop(self, timeout: Optional[float] = 10.0) -> bool:
-        return self._runner.stop(timeout)
-
-    def close(self) -> None:
-        if self.stop() and self._loop is not None:
+    def _close_remote(self) -> None:
+        if self._loop is not None:
             self._run(self._aclose())
             self._loop.close()
-        self._local.close()
-        self._reporter.close()
-
-    def __enter__(self) -> "NatsBridge":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
 
 async def _ack_all(msgs: List[Any]) -> None:
     await asyncio.gather(*(m.ack() for m in msgs))

@@ -18,8 +18,7 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 from .._errors import BusFull, ConfigError
-from ._common import (BridgeStats, Reporter, Runner, fields_of, group_name, public_url,
-                      send_fields)
+from ._common import Bridge, fields_of, send_fields
 
 BATCH = 256
 BLOCK_MS = 100
@@ -42,37 +41,25 @@ def parse_url(url: str):
     return f"{u.scheme}://{u.netloc}", stream
 
 
-class RedisBridge:
+class RedisBridge(Bridge):
     """``direction="out"``: ``topic`` of ``bus`` to the stream of ``url``;
     ``"in"``: the stream to the topic.  ``maxlen`` caps the stream (approximate
     trimming) on the way out.  :meth:`run` in this thread, or
     :meth:`start` / :meth:`stop`; ``stats`` says what it did."""
 
+    KIND = "redis"
+
     def __init__(self, bus: Any, topic: str, url: str, direction: str = "out", *,
                  maxlen: Optional[int] = None, name: str = "bridge"):
-        if direction not in ("out", "in"):
-            raise ConfigError(f"direction is 'out' or 'in', not {direction!r}")
+        self._begin(bus, topic, url, direction)
         self.redis = _redis()
         self.server, self.stream = parse_url(url)
-        self.bus, self.topic, self.direction = bus, topic, direction
         self.maxlen, self.name = maxlen, name
-        self.stats = BridgeStats()
-        self.origin = f"{bus.name}/{topic}"
         self.group = f"shmbus:{self.origin}"
         self._client: Any = None
-        if direction == "out":
-            self._local = bus.consumer(topic, group=group_name("redis", self.stream), ack="manual",
-                                       start="earliest")
-            step = self._out
-        else:
-            self._local = bus.producer(topic)
-            self._pending_first = True
-            step = self._in
-        lost = (self.redis.exceptions.ConnectionError, self.redis.exceptions.TimeoutError)
-        name = f"redis-bridge-{direction}:{self.stream}"
-        self._reporter = Reporter(bus, dict(name=name, direction=direction, topic=topic,
-                                            remote=public_url(url)), self.stats)
-        self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
+        self._pending_first = True
+        self._end(self.stream, (self.redis.exceptions.ConnectionError,
+                                self.redis.exceptions.TimeoutError))
 
     def _connect(self) -> None:
         if self._client is not None:
@@ -127,37 +114,6 @@ class RedisBridge:
                 self._client.xack(self.stream, self.group, *sent)
                 self.stats.forwarded += len(sent)
 
-    # -- lifetime ------------------------------------------------------------------
-
-    def run(self, seconds: Optional[float] = None) -> None:
-        """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is
-        retried with backoff (``stats.reconnects``, ``stats.last_error``)."""
-        self._runner.run(seconds)
-
-    @property
-    def running(self) -> bool:
-        """Whether its thread runs (False once stopped, or ended by an error:
-        ``stats.last_error`` says which)."""
-        return self._runner.running
-
-    def start(self) -> "RedisBridge":
-        self._runner.start()
-        return self
-
-    def stop(self, timeout: Optional[float] = 10.0) -> bool:
-        return self._runner.stop(timeout)
-
-    def close(self) -> None:
-        self.stop()
-        self._local.close()
-        self._reporter.close()
+    def _close_remote(self) -> None:
         if self._client is not None:
             self._client.close()
-
-    def __enter__(self) -> "RedisBridge":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
