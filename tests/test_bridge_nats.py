@@ -201,3 +201,28 @@ def test_an_inbound_bridge_killed_and_restarted_loses_nothing(bus, server, procs
             got += [m.value for m in c.poll_batch(1000, timeout=0.1)]
     assert len(set(got)) == N  # nothing lost
     assert len(got) - N <= 256  # at most the fetch in flight, again (at least once)
+
+
+def test_an_inbound_bridge_reconnects_when_the_server_comes_back(bus, server):
+    bus.create_topic("in", capacity=4 << 20)
+    subj = subject()
+    publish(server, subj, [b"before"])
+    with bus.consumer("in", group="check", start="earliest") as c, \
+            NatsBridge(bus, "in", f"{server.url}/{subj}", "in") as b:
+        got = c.poll_batch(10, timeout=10)
+        server.stop()
+        end = time.monotonic() + 10
+        while b.stats.connected and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not b.stats.connected
+        server.start()
+
+        async def after():
+            nc = await nats.connect(server.url)
+            await nc.jetstream().publish(subj, b"after")
+            await nc.close()
+        asyncio.run(after())
+        end = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < end:
+            got += c.poll_batch(10, timeout=0.2)
+        assert [m.value for m in got] == [b"before", b"after"] and b.stats.reconnects >= 1
