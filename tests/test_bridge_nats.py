@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import shmbus
-from _servers import NatsServer
+from _servers import NatsServer, started
 from _bridge_checks import drain, in_key_order
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed: pip install -e '.[test]'")
@@ -24,13 +24,7 @@ N = 10_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = NatsServer(str(tmp_path_factory.mktemp("nats")))
-    if s.exe is None:
-        pytest.skip("nats-server is not installed (.ci/run installs Debian's)")
-    try:
-        s.start()
-    except RuntimeError as e:
-        pytest.skip(f"nats-server could not start: {e}")
+    s = started(NatsServer, str(tmp_path_factory.mktemp("nats")))
     yield s
     s.stop()
 
@@ -127,10 +121,7 @@ def test_the_two_hosts_example_runs_through_both(server, tmp_path):
     import subprocess
     import sys
     from _servers import RedisServer
-    redis_server = RedisServer(str(tmp_path))
-    if redis_server.exe is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
-    redis_server.start()
+    redis_server = started(RedisServer, str(tmp_path))
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         r = subprocess.run([sys.executable, "-m", "shmbus.examples.two_hosts", "--redis",

@@ -4,7 +4,6 @@ the bridge SIGKILLed and restarted (nothing lost); the server stopped and
 started again (the bridge reconnects and says so); a full local topic pauses
 the inbound bridge."""
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -13,7 +12,7 @@ import pytest
 
 import shmbus
 from _bridge_checks import drain, in_key_order
-from _servers import RedisServer
+from _servers import RedisServer, started
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[test]'")
 from shmbus.bridge import RedisBridge  # noqa: E402
@@ -25,13 +24,7 @@ N = 10_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
-    s = RedisServer(str(tmp_path_factory.mktemp("redis")))
-    try:
-        s.start()
-    except RuntimeError as e:
-        pytest.skip(f"redis-server could not start: {e}")
+    s = started(RedisServer, str(tmp_path_factory.mktemp("redis")))
     yield s
     s.stop()
 

@@ -11,13 +11,14 @@ from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlparse
 
 from .. import _headers
-from .._errors import ConfigError
+from .._errors import BusFull, ConfigError
 from .._retry import ExponentialBackoff
 
 log = logging.getLogger("shmbus.bridge")
 
 BRIDGES_TOPIC = "shmbus.bridges"  # where bridges say how they are, for stat and top
 REPORT_EVERY = 1.0  # seconds between two reports of a bridge
+PAUSE_LOOK = 0.1  # in, a full topic: seconds between two looks at whether the bridge stops
 BACKOFF_STEPS = 20  # retries after a lost connection: 0.1 s doubling to 5 s, then 5 s forever
 
 # fields of a message in a remote log
@@ -224,6 +225,20 @@ class Bridge:
                                   self.stats)
         step = self._out if self.direction == "out" else self._in
         self._runner = Runner(name, step, self._connect, lost, self.stats, self._reporter)
+
+    def _send_local(self, fields: Dict[bytes, bytes]) -> bool:
+        """In: one remote record sent to the topic; a full topic is waited for,
+        reading nothing more meanwhile (``stats.paused``).  False when the
+        bridge is stopping before it had room: the record is not sent."""
+        while True:
+            try:
+                send_fields(self._local, fields, timeout=PAUSE_LOOK)
+                self.stats.paused = False
+                return True
+            except BusFull:
+                self.stats.paused = True
+                if self._runner.stopping:
+                    return False
 
     def run(self, seconds: Optional[float] = None) -> None:
         """Forward until :meth:`stop` or ``seconds`` pass; a lost connection is

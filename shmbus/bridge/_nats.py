@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 from .._config import seconds
-from .._errors import BusFull, ConfigError
-from ._common import HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, Bridge, fields_of, send_fields
+from .._errors import ConfigError
+from ._common import HEADERS, KEY, ORIGIN, TIMESTAMP, VALUE, Bridge, fields_of
 
 BATCH = 256
 FETCH_WAIT = 0.1
@@ -131,16 +131,8 @@ class NatsBridge(Bridge):
         sent = []
         try:
             for m in msgs:
-                fields = _record_of(m)
-                while True:  # a full topic: wait (fetching nothing more) until it has room
-                    try:
-                        send_fields(self._local, fields, timeout=FETCH_WAIT)
-                        break
-                    except BusFull:
-                        self.stats.paused = True
-                        if self._runner.stopping:
-                            return  # what is not acked, JetStream delivers again
-                self.stats.paused = False
+                if not self._send_local(_record_of(m)):
+                    return  # stopping: what is not acked, JetStream delivers again
                 sent.append(m)
         finally:  # what was sent, acked together
             if sent:

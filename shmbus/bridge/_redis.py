@@ -17,8 +17,8 @@ is given again, so the local dedup window drops what Redis delivered twice."""
 from typing import Any, Optional
 from urllib.parse import urlparse
 
-from .._errors import BusFull, ConfigError
-from ._common import Bridge, fields_of, send_fields
+from .._errors import ConfigError
+from ._common import Bridge, fields_of
 
 BATCH = 256
 BLOCK_MS = 100
@@ -99,15 +99,8 @@ class RedisBridge(Bridge):
         sent = []
         try:
             for entry_id, fields in entries:
-                while True:  # a full topic: wait (reading nothing more) until it has room
-                    try:
-                        send_fields(self._local, fields, timeout=BLOCK_MS / 1000)
-                        break
-                    except BusFull:
-                        self.stats.paused = True
-                        if self._runner.stopping:
-                            return  # what is not acked is read again by the next start
-                self.stats.paused = False
+                if not self._send_local(fields):
+                    return  # stopping: what is not acked is read again by the next start
                 sent.append(entry_id)
         finally:  # what was sent, acked in one call
             if sent:
